@@ -1,0 +1,249 @@
+//! Configuration, the batch processor and the wiring of the enricher's tasks.
+
+use crate::admin::{self, AdminState};
+use crate::lists::{self, ListCache, ListStore};
+use crate::store::{HistoryStore, RedisStore};
+use anyhow::Context;
+use clap::Parser;
+use models::features::{self, feature_schema_hash};
+use models::{ClickEvent, EnrichedEvent};
+use platform::config::{KafkaArgs, RedisArgs, TopicArgs};
+use platform::http::Readiness;
+use platform::metrics::{PipelineMetrics, latency_buckets};
+use platform::pipeline::Pipeline;
+use platform::{InRecord, OutRecord, Processor, Running};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use std::net::SocketAddr;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "enricher",
+    version,
+    about = "Click events in; features and list hits out"
+)]
+pub struct Config {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    /// Address for /metrics, /healthz, /readyz and the lists API.
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:9101")]
+    pub http_addr: SocketAddr,
+    /// Kafka consumer group.
+    #[arg(long, env = "ENRICHER_GROUP", default_value = "enricher")]
+    pub group_id: String,
+    /// Largest accepted event, in bytes; larger ones go to the dead-letter topic.
+    #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = models::event::DEFAULT_MAX_EVENT_BYTES)]
+    pub max_event_bytes: usize,
+    /// Tokens for the lists API, `name:token`, comma separated. Never printed.
+    #[arg(
+        long,
+        env = "ADMIN_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub admin_tokens: Vec<String>,
+}
+
+pub const LIST_HITS: &str = "fraud_list_hits_total";
+pub const LIST_ENTRIES: &str = "fraud_list_entries";
+pub const REDIS_SECONDS: &str = "fraud_redis_roundtrip_seconds";
+pub const REDIS_ERRORS: &str = "fraud_redis_errors_total";
+
+#[derive(Clone)]
+pub struct EnricherMetrics {
+    pub pipeline: PipelineMetrics,
+    pub list_hits: IntCounterVec,
+    pub list_entries: IntGaugeVec,
+    pub redis_seconds: HistogramVec,
+    pub redis_errors: IntCounterVec,
+}
+
+impl EnricherMetrics {
+    pub fn register(r: &Registry) -> anyhow::Result<Self> {
+        let m = EnricherMetrics {
+            pipeline: PipelineMetrics::register(r)?,
+            list_hits: IntCounterVec::new(
+                Opts::new(LIST_HITS, "List hits, by list and kind"),
+                &["list", "kind"],
+            )?,
+            list_entries: IntGaugeVec::new(
+                Opts::new(LIST_ENTRIES, "Entries per list in the cache"),
+                &["list"],
+            )?,
+            redis_seconds: HistogramVec::new(
+                HistogramOpts::new(REDIS_SECONDS, "Redis pipeline round trips")
+                    .buckets(latency_buckets()),
+                &["op"],
+            )?,
+            redis_errors: IntCounterVec::new(Opts::new(REDIS_ERRORS, "Redis errors"), &["op"])?,
+        };
+        r.register(Box::new(m.list_hits.clone()))?;
+        r.register(Box::new(m.list_entries.clone()))?;
+        r.register(Box::new(m.redis_seconds.clone()))?;
+        r.register(Box::new(m.redis_errors.clone()))?;
+        Ok(m)
+    }
+}
+
+/// The enricher's work on a micro-batch: decode, one history round trip, features, list hits.
+pub struct Enricher<S> {
+    pub store: S,
+    pub lists: ListCache,
+    pub topics: TopicArgs,
+    pub max_event_bytes: usize,
+    pub metrics: EnricherMetrics,
+    schema: String,
+}
+
+impl<S: HistoryStore> Enricher<S> {
+    pub fn new(
+        store: S,
+        lists: ListCache,
+        topics: TopicArgs,
+        max_event_bytes: usize,
+        metrics: EnricherMetrics,
+    ) -> Self {
+        Enricher {
+            store,
+            lists,
+            topics,
+            max_event_bytes,
+            metrics,
+            schema: feature_schema_hash(),
+        }
+    }
+}
+
+impl<S: HistoryStore> Processor for Enricher<S> {
+    async fn process(&mut self, batch: &[InRecord]) -> anyhow::Result<Vec<OutRecord>> {
+        let mut out = Vec::with_capacity(batch.len());
+        // Decode everything first; bad input becomes a dead letter in its place.
+        let mut decoded: Vec<(usize, ClickEvent)> = Vec::with_capacity(batch.len());
+        let mut slots: Vec<Option<OutRecord>> = Vec::with_capacity(batch.len());
+        for (i, rec) in batch.iter().enumerate() {
+            match ClickEvent::decode(&rec.payload, self.max_event_bytes) {
+                Ok(ev) => {
+                    decoded.push((i, ev));
+                    slots.push(None);
+                }
+                Err(e) => slots.push(Some(OutRecord::dead_letter(
+                    &self.topics.dlq_topic,
+                    rec,
+                    e.reason(),
+                    &e.to_string(),
+                ))),
+            }
+        }
+        let plans: Vec<_> = decoded.iter().map(|(_, ev)| features::plan(ev)).collect();
+        let ops: Vec<_> = plans.iter().flat_map(|p| p.ops.iter().cloned()).collect();
+        let started = Instant::now();
+        let results = match self.store.execute(&ops).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics
+                    .redis_errors
+                    .with_label_values(&["history"])
+                    .inc();
+                return Err(anyhow::Error::new(e).context("history round trip"));
+            }
+        };
+        self.metrics
+            .redis_seconds
+            .with_label_values(&["history"])
+            .observe(started.elapsed().as_secs_f64());
+        let lists = self.lists.get();
+        let now = platform::now_ms();
+        let mut offset = 0;
+        for ((i, ev), plan) in decoded.into_iter().zip(&plans) {
+            let n = plan.ops.len();
+            let fv = features::compute(&ev, plan, &results[offset..offset + n]);
+            offset += n;
+            let list_hits = lists.hits(&ev, now);
+            for h in &list_hits {
+                self.metrics
+                    .list_hits
+                    .with_label_values(&[&h.list, &h.kind])
+                    .inc();
+            }
+            let enriched = EnrichedEvent {
+                features: fv,
+                feature_schema: self.schema.clone(),
+                list_hits,
+                ingest_ts_ms: batch[i].timestamp_ms,
+                event: ev,
+            };
+            let payload = serde_json::to_vec(&enriched).context("encoding an enriched event")?;
+            slots[i] = Some(OutRecord::new(
+                &self.topics.enriched_topic,
+                Some(enriched.event.session_id.into_bytes()),
+                payload,
+            ));
+        }
+        out.extend(slots.into_iter().flatten());
+        Ok(out)
+    }
+}
+
+/// Connects to Redis and Kafka, starts the pipeline, the list refresher and the HTTP server.
+pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    let registry = Registry::new();
+    let metrics = EnricherMetrics::register(&registry)?;
+    let redis_shown = platform::config::redact_url(&cfg.redis.redis_url);
+    let store = RedisStore::connect(&cfg.redis.redis_url)
+        .await
+        .with_context(|| {
+            format!("connecting to Redis at {redis_shown} (set --redis-url / REDIS_URL)")
+        })?;
+    let list_store = ListStore::new(store.connection());
+    let cache = ListCache::default();
+    // Load the lists before consuming, so the first events already see them.
+    cache.set(
+        list_store
+            .load()
+            .await
+            .context("loading blacklists and whitelists from Redis")?,
+    );
+    let ready = Readiness::default();
+    let routes = admin::routes(AdminState {
+        store: list_store.clone(),
+        tokens: platform::auth::Tokens::parse(&cfg.admin_tokens),
+    });
+    let (http_addr, http) = platform::http::serve(
+        cfg.http_addr,
+        routes,
+        registry,
+        ready.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    let pipeline = Pipeline::new(
+        &cfg.kafka,
+        &cfg.group_id,
+        &[&cfg.topics.clickstream_topic],
+        metrics.pipeline.clone(),
+    )?;
+    let enricher = Enricher::new(
+        store,
+        cache.clone(),
+        cfg.topics.clone(),
+        cfg.max_event_bytes,
+        metrics.clone(),
+    );
+    tracing::info!(%http_addr, brokers = %cfg.kafka.brokers, redis = %redis_shown, schema = %feature_schema_hash(), "enricher started");
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(async move { http.await? });
+    tasks.spawn(lists::refresh_loop(
+        list_store,
+        cache,
+        metrics.list_entries.clone(),
+        shutdown.clone(),
+    ));
+    let token = shutdown.clone();
+    tasks.spawn(async move { pipeline.run(enricher, ready, token).await });
+    Ok(platform::supervise(http_addr, shutdown, tasks))
+}

@@ -1,0 +1,531 @@
+//! The lake: a directory of Hive-partitioned Parquet tables (contract layout).
+//!
+//! - `events/date=YYYY-MM-DD/*.parquet`: click events, one column per field, `ts` as a UTC
+//!   timestamp, `attrs` as a JSON string.
+//! - `labels/date=YYYY-MM-DD/*.parquet`: labels, partitioned by the label's `ts`.
+//!
+//! Writers produce exactly that. The readers are tolerant of other writers (another simulator,
+//! polars, Spark): timestamps in any unit, large or view strings, any integer width, extra
+//! columns ignored, missing optional columns read as null. Events are read one date partition at
+//! a time, so replay memory is bounded by a day of events, not by the lake.
+
+use anyhow::{Context, bail};
+use arrow_array::builder::{
+    BooleanBuilder, Float64Builder, Int32Builder, StringBuilder, TimestampMillisecondBuilder,
+};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type, TimestampMillisecondType};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use models::{ClickEvent, Label, LabelKind, LabelSource, Outcome};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub const EVENTS: &str = "events";
+pub const LABELS: &str = "labels";
+
+fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+pub fn events_schema() -> Schema {
+    let s = |n: &str, null: bool| Field::new(n, DataType::Utf8, null);
+    Schema::new(vec![
+        s("event_id", false),
+        Field::new("ts", ts_type(), false),
+        s("session_id", false),
+        s("user_id", true),
+        s("type", false),
+        s("ip", false),
+        s("device_id", true),
+        s("user_agent", true),
+        s("path", true),
+        s("method", true),
+        Field::new("status", DataType::Int32, true),
+        s("referrer", true),
+        s("country", true),
+        s("outcome", true),
+        Field::new("amount", DataType::Float64, true),
+        s("currency", true),
+        s("payee_id", true),
+        s("attrs", true),
+    ])
+}
+
+pub fn labels_schema() -> Schema {
+    let s = |n: &str, null: bool| Field::new(n, DataType::Utf8, null);
+    Schema::new(vec![
+        s("label_id", false),
+        Field::new("ts", ts_type(), false),
+        s("user_id", false),
+        s("session_id", true),
+        s("event_id", true),
+        Field::new("is_fraud", DataType::Boolean, false),
+        s("kind", true),
+        s("source", true),
+    ])
+}
+
+/// `YYYY-MM-DD` of an epoch-millisecond time, in UTC.
+pub fn date_of(ts_ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ts_ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+fn props() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build()
+}
+
+fn write_batch(path: &Path, batch: &RecordBatch) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // Write beside, then rename: a reader never sees a half-written file.
+    let tmp = path.with_extension("parquet.tmp");
+    let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props()))?;
+    w.write(batch)?;
+    let file = w.into_inner()?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn opt_str(b: &mut StringBuilder, v: Option<&str>) {
+    match v {
+        Some(v) => b.append_value(v),
+        None => b.append_null(),
+    }
+}
+
+pub fn events_batch(events: &[ClickEvent]) -> anyhow::Result<RecordBatch> {
+    let n = events.len();
+    let mut cols: Vec<StringBuilder> = (0..15)
+        .map(|_| StringBuilder::with_capacity(n, n * 16))
+        .collect();
+    let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut status = Int32Builder::with_capacity(n);
+    let mut amount = Float64Builder::with_capacity(n);
+    for e in events {
+        cols[0].append_value(&e.event_id);
+        ts.append_value(e.ts);
+        cols[1].append_value(&e.session_id);
+        opt_str(&mut cols[2], e.user_id.as_deref());
+        cols[3].append_value(&e.event_type);
+        cols[4].append_value(e.ip.to_string());
+        opt_str(&mut cols[5], e.device_id.as_deref());
+        opt_str(&mut cols[6], e.user_agent.as_deref());
+        opt_str(&mut cols[7], e.path.as_deref());
+        opt_str(&mut cols[8], e.method.as_deref());
+        status.append_option(e.status.map(i32::from));
+        opt_str(&mut cols[9], e.referrer.as_deref());
+        opt_str(&mut cols[10], e.country.as_deref());
+        opt_str(
+            &mut cols[11],
+            e.outcome.map(|o| {
+                if o == Outcome::Success {
+                    "success"
+                } else {
+                    "failure"
+                }
+            }),
+        );
+        amount.append_option(e.amount);
+        opt_str(&mut cols[12], e.currency.as_deref());
+        opt_str(&mut cols[13], e.payee_id.as_deref());
+        let attrs = e
+            .attrs
+            .as_ref()
+            .map(|a| serde_json::to_string(a).unwrap_or_default());
+        opt_str(&mut cols[14], attrs.as_deref());
+    }
+    let mut c = cols
+        .into_iter()
+        .map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let mut next = || c.next().expect("15 string columns");
+    let arrays: Vec<ArrayRef> = vec![
+        next(),
+        Arc::new(ts.finish()),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        Arc::new(status.finish()),
+        next(),
+        next(),
+        next(),
+        Arc::new(amount.finish()),
+        next(),
+        next(),
+        next(),
+    ];
+    Ok(RecordBatch::try_new(Arc::new(events_schema()), arrays)?)
+}
+
+pub fn labels_batch(labels: &[Label]) -> anyhow::Result<RecordBatch> {
+    let n = labels.len();
+    let mut s: Vec<StringBuilder> = (0..6)
+        .map(|_| StringBuilder::with_capacity(n, n * 16))
+        .collect();
+    let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut fraud = BooleanBuilder::with_capacity(n);
+    for l in labels {
+        s[0].append_value(&l.label_id);
+        ts.append_value(l.ts);
+        s[1].append_value(&l.user_id);
+        opt_str(&mut s[2], l.session_id.as_deref());
+        opt_str(&mut s[3], l.event_id.as_deref());
+        fraud.append_value(l.is_fraud);
+        opt_str(&mut s[4], l.kind.map(LabelKind::as_str));
+        opt_str(&mut s[5], l.source.map(LabelSource::as_str));
+    }
+    let mut c = s.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let mut next = || c.next().expect("6 string columns");
+    let arrays: Vec<ArrayRef> = vec![
+        next(),
+        Arc::new(ts.finish()),
+        next(),
+        next(),
+        next(),
+        Arc::new(fraud.finish()),
+        next(),
+        next(),
+    ];
+    Ok(RecordBatch::try_new(Arc::new(labels_schema()), arrays)?)
+}
+
+/// Writes events into `root/events/date=…/{stem}.parquet`, one file per date. Returns the files.
+pub fn write_events(
+    root: &Path,
+    stem: &str,
+    events: &[ClickEvent],
+) -> anyhow::Result<Vec<PathBuf>> {
+    let mut by_date: BTreeMap<String, Vec<ClickEvent>> = BTreeMap::new();
+    for e in events {
+        by_date.entry(date_of(e.ts)).or_default().push(e.clone());
+    }
+    let mut files = Vec::new();
+    for (date, evs) in by_date {
+        let path = root
+            .join(EVENTS)
+            .join(format!("date={date}"))
+            .join(format!("{stem}.parquet"));
+        write_batch(&path, &events_batch(&evs)?)?;
+        files.push(path);
+    }
+    Ok(files)
+}
+
+/// Writes labels into `root/labels/date=…/{stem}.parquet`, partitioned by the label's `ts`.
+pub fn write_labels(root: &Path, stem: &str, labels: &[Label]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut by_date: BTreeMap<String, Vec<Label>> = BTreeMap::new();
+    for l in labels {
+        by_date.entry(date_of(l.ts)).or_default().push(l.clone());
+    }
+    let mut files = Vec::new();
+    for (date, ls) in by_date {
+        let path = root
+            .join(LABELS)
+            .join(format!("date={date}"))
+            .join(format!("{stem}.parquet"));
+        write_batch(&path, &labels_batch(&ls)?)?;
+        files.push(path);
+    }
+    Ok(files)
+}
+
+/// The date partitions of a table, oldest first, each with its Parquet files.
+pub fn partitions(root: &Path, table: &str) -> anyhow::Result<Vec<(String, Vec<PathBuf>)>> {
+    let dir = root.join(table);
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(date) = name.strip_prefix("date=") else {
+            continue;
+        };
+        let mut files = Vec::new();
+        collect_parquet(&entry.path(), &mut files)?;
+        files.sort();
+        out.push((date.to_string(), files));
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let p = entry?.path();
+        if p.is_dir() {
+            collect_parquet(&p, out)?;
+        } else if p.extension().is_some_and(|e| e == "parquet") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn read_batches(path: &Path) -> anyhow::Result<Vec<RecordBatch>> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{} is not a readable Parquet file", path.display()))?
+        .with_batch_size(8192)
+        .build()?;
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("reading {}", path.display()))
+}
+
+/// A column normalised to the type we read, or `None` if the file does not have it.
+fn column(batch: &RecordBatch, name: &str, as_type: &DataType) -> anyhow::Result<Option<ArrayRef>> {
+    let Some(col) = batch.column_by_name(name) else {
+        return Ok(None);
+    };
+    let col = if col.data_type() == as_type {
+        col.clone()
+    } else {
+        arrow_cast::cast(col, as_type).with_context(|| {
+            format!(
+                "column {name} has type {} (wanted {as_type})",
+                col.data_type()
+            )
+        })?
+    };
+    Ok(Some(col))
+}
+
+struct Cols {
+    strings: Vec<Option<ArrayRef>>,
+}
+
+impl Cols {
+    fn get(&self, i: usize, row: usize) -> Option<&str> {
+        let a = self.strings[i].as_ref()?;
+        if a.is_null(row) {
+            None
+        } else {
+            Some(a.as_string::<i32>().value(row))
+        }
+    }
+}
+
+fn required(c: Option<ArrayRef>, name: &str, path: &Path) -> anyhow::Result<ArrayRef> {
+    c.ok_or_else(|| anyhow::anyhow!("{} has no required column {name}", path.display()))
+}
+
+/// Reads the events of one date partition's files, sorted by `(ts, event_id)`.
+/// Rows that violate the contract are skipped and counted in the returned number.
+pub fn read_events(files: &[PathBuf]) -> anyhow::Result<(Vec<ClickEvent>, usize)> {
+    const STR: [&str; 15] = [
+        "event_id",
+        "session_id",
+        "user_id",
+        "type",
+        "ip",
+        "device_id",
+        "user_agent",
+        "path",
+        "method",
+        "referrer",
+        "country",
+        "outcome",
+        "currency",
+        "payee_id",
+        "attrs",
+    ];
+    let ts_t = DataType::Timestamp(TimeUnit::Millisecond, None);
+    let mut out = Vec::new();
+    let mut rejected = 0usize;
+    for path in files {
+        for batch in read_batches(path)? {
+            let strings = STR
+                .iter()
+                .map(|n| column(&batch, n, &DataType::Utf8))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let cols = Cols { strings };
+            let ts = required(column(&batch, "ts", &ts_t)?, "ts", path)?;
+            let ts = ts.as_primitive::<TimestampMillisecondType>();
+            let status = column(&batch, "status", &DataType::Int32)?;
+            let amount = column(&batch, "amount", &DataType::Float64)?;
+            for row in 0..batch.num_rows() {
+                let s = |i: usize| cols.get(i, row).map(str::to_string);
+                let Some(ip) = cols.get(4, row).and_then(|ip| ip.parse().ok()) else {
+                    rejected += 1;
+                    continue;
+                };
+                if ts.is_null(row) {
+                    rejected += 1;
+                    continue;
+                }
+                let attrs = cols.get(14, row).and_then(|a| serde_json::from_str(a).ok());
+                let ev = ClickEvent {
+                    event_id: s(0).unwrap_or_default(),
+                    ts: ts.value(row),
+                    session_id: s(1).unwrap_or_default(),
+                    user_id: s(2),
+                    event_type: s(3).unwrap_or_default(),
+                    ip,
+                    device_id: s(5),
+                    user_agent: s(6),
+                    path: s(7),
+                    method: s(8),
+                    status: status.as_ref().and_then(|a| {
+                        let a = a.as_primitive::<Int32Type>();
+                        if a.is_null(row) {
+                            None
+                        } else {
+                            u16::try_from(a.value(row)).ok()
+                        }
+                    }),
+                    referrer: s(9),
+                    country: s(10),
+                    outcome: match cols.get(11, row) {
+                        Some("success") => Some(Outcome::Success),
+                        Some("failure") => Some(Outcome::Failure),
+                        _ => None,
+                    },
+                    amount: amount.as_ref().and_then(|a| {
+                        let a = a.as_primitive::<Float64Type>();
+                        if a.is_null(row) {
+                            None
+                        } else {
+                            Some(a.value(row))
+                        }
+                    }),
+                    currency: s(12),
+                    payee_id: s(13),
+                    attrs,
+                };
+                if ev.validate().is_err() {
+                    rejected += 1;
+                    continue;
+                }
+                out.push(ev);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.event_id.cmp(&b.event_id)));
+    Ok((out, rejected))
+}
+
+/// Reads every label in the lake, sorted by `ts`.
+pub fn read_labels(root: &Path) -> anyhow::Result<Vec<Label>> {
+    let ts_t = DataType::Timestamp(TimeUnit::Millisecond, None);
+    let mut out = Vec::new();
+    for (_, files) in partitions(root, LABELS)? {
+        for path in files {
+            for batch in read_batches(&path)? {
+                let str_col = |n: &str| column(&batch, n, &DataType::Utf8);
+                let label_id = required(str_col("label_id")?, "label_id", &path)?;
+                let user_id = required(str_col("user_id")?, "user_id", &path)?;
+                let ts = required(column(&batch, "ts", &ts_t)?, "ts", &path)?;
+                let is_fraud = required(
+                    column(&batch, "is_fraud", &DataType::Boolean)?,
+                    "is_fraud",
+                    &path,
+                )?;
+                let cols = Cols {
+                    strings: vec![
+                        str_col("session_id")?,
+                        str_col("event_id")?,
+                        str_col("kind")?,
+                        str_col("source")?,
+                    ],
+                };
+                let (label_id, user_id) = (label_id.as_string::<i32>(), user_id.as_string::<i32>());
+                let (ts, is_fraud) = (
+                    ts.as_primitive::<TimestampMillisecondType>(),
+                    is_fraud.as_boolean(),
+                );
+                for row in 0..batch.num_rows() {
+                    if ts.is_null(row) || is_fraud.is_null(row) || user_id.is_null(row) {
+                        continue;
+                    }
+                    out.push(Label {
+                        label_id: label_id.value(row).to_string(),
+                        ts: ts.value(row),
+                        user_id: user_id.value(row).to_string(),
+                        session_id: cols.get(0, row).map(str::to_string),
+                        event_id: cols.get(1, row).map(str::to_string),
+                        is_fraud: is_fraud.value(row),
+                        kind: cols.get(2, row).and_then(LabelKind::parse),
+                        source: cols.get(3, row).and_then(LabelSource::parse),
+                    });
+                }
+            }
+        }
+    }
+    out.sort_by_key(|l| l.ts);
+    Ok(out)
+}
+
+/// Fails with a clear message when `root` does not look like a lake.
+pub fn check_lake(root: &Path) -> anyhow::Result<()> {
+    if !root.join(EVENTS).is_dir() {
+        bail!(
+            "{} has no events/ table; generate one with `fixtures lake --out {}` or point --lake at a lake",
+            root.display(),
+            root.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_and_labels_round_trip_through_partitioned_parquet() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = r#"{"event_id":"e1","ts":"2026-11-01T23:59:59.500Z","session_id":"s1","user_id":"u1",
+            "type":"transfer","ip":"2001:db8::1","amount":10.5,"status":200,"outcome":"success","attrs":{"a":1}}"#;
+        let e1 = ClickEvent::decode(json.as_bytes(), 10_000).unwrap();
+        let mut e2 = e1.clone();
+        e2.event_id = "e2".into();
+        e2.ts += 1000;
+        e2.user_id = None;
+        e2.attrs = None;
+        write_events(dir.path(), "part-0", &[e2.clone(), e1.clone()]).unwrap();
+        let parts = partitions(dir.path(), EVENTS).unwrap();
+        assert_eq!(
+            parts.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(),
+            ["2026-11-01", "2026-11-02"]
+        );
+        let mut all = Vec::new();
+        for (_, files) in parts {
+            all.extend(read_events(&files).unwrap().0);
+        }
+        assert_eq!(all, vec![e1, e2]);
+
+        let label = Label {
+            label_id: "l1".into(),
+            ts: 1_762_000_000_000,
+            user_id: "u1".into(),
+            session_id: Some("s1".into()),
+            event_id: None,
+            is_fraud: true,
+            kind: Some(LabelKind::AccountTakeover),
+            source: Some(LabelSource::Chargeback),
+        };
+        write_labels(dir.path(), "labels", std::slice::from_ref(&label)).unwrap();
+        assert_eq!(read_labels(dir.path()).unwrap(), vec![label]);
+    }
+}

@@ -1,0 +1,811 @@
+//! The one feature definition, used live by the enricher and offline by the trainer.
+//!
+//! For each event, [`plan`] lists the history it reads and writes (as [`Op`]s, reads before
+//! writes, so every feature describes the history *before* the event), a store executes the
+//! plan, and [`compute`] turns the results into a [`FeatureVector`]. Every window is on event
+//! time. Values are raw and human-readable (counts, seconds, flags); the model applies each
+//! feature's [`Transform`] itself so that reasons can quote the raw value.
+
+use crate::ClickEvent;
+use crate::event::kind;
+use crate::history::{Op, OpResult, key};
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::net::IpAddr;
+
+pub const MINUTE_MS: i64 = 60_000;
+pub const HOUR_MS: i64 = 3_600_000;
+pub const DAY_MS: i64 = 86_400_000;
+const DAY_S: u64 = 86_400;
+/// How long per-user first-seen maps live without activity (wall clock, memory bound only).
+const USER_TTL_S: u64 = 180 * DAY_S;
+/// Bounds on per-key set sizes, so that an attacker hammering one IP cannot grow memory.
+const MAX_SESSION_EVENTS: usize = 256;
+const MAX_SET: usize = 10_000;
+
+/// Bump when the meaning of any feature changes; the schema hash changes with it.
+pub const FEATURE_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transform {
+    Identity,
+    /// `ln(1 + max(x, 0))`: for counts, amounts and durations with heavy tails.
+    Log1p,
+}
+
+impl Transform {
+    pub fn apply(self, x: f64) -> f64 {
+        match self {
+            Transform::Identity => x,
+            Transform::Log1p => x.max(0.0).ln_1p(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureDef {
+    pub name: &'static str,
+    pub transform: Transform,
+    pub doc: &'static str,
+}
+
+macro_rules! features {
+    ($( $id:ident = $name:literal, $tr:ident, $doc:literal; )*) => {
+        /// Index of each feature in a [`FeatureVector`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(usize)]
+        pub enum F { $($id),* }
+        /// Every feature, in vector order.
+        pub const FEATURES: &[FeatureDef] = &[
+            $( FeatureDef { name: $name, transform: Transform::$tr, doc: $doc } ),*
+        ];
+    };
+}
+
+features! {
+    IsLogin = "is_login", Identity, "1 if the event is a login attempt";
+    IsLoginFailure = "is_login_failure", Identity, "1 if the event is a failed login";
+    IsTransfer = "is_transfer", Identity, "1 if the event is a transfer";
+    IsAddPayee = "is_add_payee", Identity, "1 if the event adds a payee";
+    IsCredentialChange = "is_credential_change", Identity, "1 for password reset/change, profile or MFA change";
+    Amount = "amount", Log1p, "transfer amount (0 when none)";
+    UaAutomation = "ua_automation", Identity, "user agent names an automation tool (headless browser, curl, scripting library)";
+    UserKnown = "user_known", Identity, "the user had been seen before this event";
+    UserDeviceNew = "user_device_new", Identity, "first time this device is seen for the user";
+    UserDeviceAgeDays = "user_device_age_days", Log1p, "days since the user first used this device";
+    UserIpNew = "user_ip_new", Identity, "first time this IP is seen for the user";
+    UserSubnetNew = "user_subnet_new", Identity, "first time this /24 (IPv6 /64) is seen for the user";
+    UserCountryNew = "user_country_new", Identity, "first time this country is seen for the user";
+    UserFailedLogins1h = "user_failed_logins_1h", Log1p, "failed logins for the user in the last hour";
+    UserFailedLogins24h = "user_failed_logins_24h", Log1p, "failed logins for the user in the last 24 h";
+    UserPasswordResets24h = "user_password_resets_24h", Log1p, "password resets for the user in the last 24 h";
+    UserTransfers24h = "user_transfers_24h", Log1p, "transfers by the user in the last 24 h";
+    UserTransferAmount24h = "user_transfer_amount_24h", Log1p, "sum of the user's transfer amounts in the last 24 h";
+    UserPayeeNew = "user_payee_new", Identity, "transfer or payee add to a payee the user never used before";
+    IpFailedLogins1h = "ip_failed_logins_1h", Log1p, "failed logins from the IP in the last hour";
+    IpLogins1h = "ip_logins_1h", Log1p, "login attempts from the IP in the last hour";
+    IpDistinctUsers24h = "ip_distinct_users_24h", Log1p, "distinct users attempting to log in from the IP in 24 h";
+    DeviceDistinctUsers24h = "device_distinct_users_24h", Log1p, "distinct users attempting to log in from the device in 24 h";
+    PayeeDistinctPayers24h = "payee_distinct_payers_24h", Log1p, "distinct users paying this payee in 24 h (mule fan-in)";
+    SessionEventsBefore = "session_events_before", Log1p, "events earlier in the session (pages seen before this one)";
+    SessionAgeS = "session_age_s", Log1p, "seconds since the session's first event";
+    SessionRatePerMin = "session_rate_per_min", Log1p, "session events in the last minute";
+    SessionGapMeanS = "session_gap_mean_s", Log1p, "mean seconds between the session's events";
+    SessionGapCv = "session_gap_cv", Identity, "coefficient of variation of the gaps (low = machine cadence; 1 when < 3 gaps)";
+    SessionHasLogin = "session_has_login", Identity, "a successful login happened earlier in the session";
+    SessionSecsSinceLogin = "session_secs_since_login", Log1p, "seconds since the session's login (0 when none)";
+    SessionPayeeAddedHere = "session_payee_added_here", Identity, "transfer to a payee added earlier in this session";
+    SessionSecsSincePayeeAdd = "session_secs_since_payee_add", Log1p, "seconds between adding the payee in this session and this transfer";
+    SessionIpChanged = "session_ip_changed", Identity, "the session's IP differs from its previous event's";
+    SessionDeviceChanged = "session_device_changed", Identity, "the session's device differs from its previous event's";
+    LoginCountryChanged = "login_country_changed", Identity, "country differs from the user's last successful login";
+    HoursSinceLastLogin = "hours_since_last_login", Log1p, "hours since the user's previous successful login (capped at 720)";
+    ImpossibleTravel = "impossible_travel", Identity, "country changed less than 6 hours after the last login";
+}
+
+/// Stable identifier of this feature definition, carried on every enriched event and artifact.
+pub fn feature_schema_hash() -> String {
+    // FNV-1a, 64 bit: stable across platforms and Rust versions, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    feed(format!("v{FEATURE_SCHEMA_VERSION}").as_bytes());
+    for f in FEATURES {
+        feed(b"|");
+        feed(f.name.as_bytes());
+        feed(if f.transform == Transform::Log1p {
+            b"~log1p"
+        } else {
+            b"~id"
+        });
+    }
+    format!("fs{FEATURE_SCHEMA_VERSION}-{h:016x}")
+}
+
+/// Raw feature values in [`FEATURES`] order. On the wire, an object keyed by feature name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureVector(pub Vec<f64>);
+
+impl FeatureVector {
+    pub fn get(&self, f: F) -> f64 {
+        self.0[f as usize]
+    }
+}
+
+impl Serialize for FeatureVector {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (def, v) in FEATURES.iter().zip(&self.0) {
+            m.serialize_entry(def.name, v)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for FeatureVector {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FeatureVector;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of feature values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FeatureVector, A::Error> {
+                let mut v = vec![f64::NAN; FEATURES.len()];
+                while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let x: f64 = map.next_value()?;
+                    // Unknown names are ignored: a newer enricher may send more features.
+                    if let Some(i) = FEATURES.iter().position(|f| f.name == k) {
+                        v[i] = x;
+                    }
+                }
+                if let Some(i) = v.iter().position(|x| x.is_nan()) {
+                    return Err(serde::de::Error::custom(format!(
+                        "feature {} is missing",
+                        FEATURES[i].name
+                    )));
+                }
+                Ok(FeatureVector(v))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Where in a plan's results each read landed.
+#[derive(Debug, Default, Clone)]
+struct Slots {
+    session_range: usize,
+    session_ip: usize,
+    session_device: Option<usize>,
+    session_login: usize,
+    session_payee: Option<usize>,
+    ip_fail_1h: usize,
+    ip_logins_1h: usize,
+    ip_users_24h: usize,
+    device_users_24h: Option<usize>,
+    user_known: Option<usize>,
+    user_device: Option<usize>,
+    user_ip: Option<usize>,
+    user_subnet: Option<usize>,
+    user_country: Option<usize>,
+    user_fail_1h: Option<usize>,
+    user_fail_24h: Option<usize>,
+    user_resets_24h: Option<usize>,
+    user_transfers: Option<usize>,
+    user_payee: Option<usize>,
+    last_login: Option<usize>,
+    payee_payers: Option<usize>,
+}
+
+/// The history operations for one event, in execution order, and where their results land.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub ops: Vec<Op>,
+    slots: Slots,
+}
+
+struct Planner {
+    ops: Vec<Op>,
+    writes: Vec<Op>,
+}
+
+impl Planner {
+    fn read(&mut self, op: Op) -> usize {
+        self.ops.push(op);
+        self.ops.len() - 1
+    }
+    fn write(&mut self, op: Op) {
+        self.writes.push(op);
+    }
+}
+
+fn subnet(ip: &IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
+fn add(key: String, member: String, ts: i64, window: i64, max_len: usize, ttl_s: u64) -> Op {
+    Op::Add {
+        key,
+        member,
+        ts,
+        keep_after: ts - window,
+        max_len,
+        ttl_s,
+    }
+}
+
+/// Lists the history reads and writes for `ev`.
+pub fn plan(ev: &ClickEvent) -> Plan {
+    let ts = ev.ts;
+    let mut p = Planner {
+        ops: Vec::with_capacity(24),
+        writes: Vec::with_capacity(12),
+    };
+    let is_login = ev.is(kind::LOGIN);
+    let login_ok = is_login && ev.succeeded();
+    let login_failed = is_login && ev.failed();
+    let ip = ev.ip.to_string();
+    let sid = &ev.session_id;
+    let payee = ev
+        .payee_id
+        .as_deref()
+        .filter(|_| ev.is(kind::TRANSFER) || ev.is(kind::ADD_PAYEE));
+
+    // Session.
+    let session_key = key("s:ev", sid);
+    let session_range = p.read(Op::Range {
+        key: session_key.clone(),
+        from: ts - DAY_MS,
+        to: ts,
+    });
+    p.write(add(
+        session_key,
+        ev.event_id.clone(),
+        ts,
+        DAY_MS,
+        MAX_SESSION_EVENTS,
+        DAY_S,
+    ));
+    let session_ip = p.read(Op::Swap {
+        key: key("s:ip", sid),
+        value: ip.clone(),
+        ttl_s: DAY_S,
+    });
+    let session_device = ev.device_id.as_ref().map(|d| {
+        p.read(Op::Swap {
+            key: key("s:dv", sid),
+            value: d.clone(),
+            ttl_s: DAY_S,
+        })
+    });
+    let session_marks = key("s:fs", sid);
+    let session_login = if login_ok {
+        p.read(Op::FirstSeen {
+            key: session_marks.clone(),
+            member: "login".into(),
+            ts,
+            ttl_s: DAY_S,
+        })
+    } else {
+        p.read(Op::Lookup {
+            key: session_marks.clone(),
+            member: "login".into(),
+        })
+    };
+    let session_payee = payee.map(|payee| {
+        let member = format!("payee:{payee}");
+        if ev.is(kind::ADD_PAYEE) {
+            p.read(Op::FirstSeen {
+                key: session_marks.clone(),
+                member,
+                ts,
+                ttl_s: DAY_S,
+            })
+        } else {
+            p.read(Op::Lookup {
+                key: session_marks.clone(),
+                member,
+            })
+        }
+    });
+
+    // IP.
+    let ip_fail_1h = p.read(Op::Count {
+        key: key("ip:fl", &ip),
+        from: ts - HOUR_MS,
+        to: ts,
+    });
+    let ip_logins_1h = p.read(Op::Count {
+        key: key("ip:lg", &ip),
+        from: ts - HOUR_MS,
+        to: ts,
+    });
+    let ip_users_24h = p.read(Op::Count {
+        key: key("ip:du", &ip),
+        from: ts - DAY_MS,
+        to: ts,
+    });
+    if is_login {
+        p.write(add(
+            key("ip:lg", &ip),
+            ev.event_id.clone(),
+            ts,
+            HOUR_MS,
+            MAX_SET,
+            DAY_S,
+        ));
+    }
+    if login_failed {
+        p.write(add(
+            key("ip:fl", &ip),
+            ev.event_id.clone(),
+            ts,
+            HOUR_MS,
+            MAX_SET,
+            DAY_S,
+        ));
+    }
+
+    // Device.
+    let device_users_24h = ev.device_id.as_ref().map(|d| {
+        p.read(Op::Count {
+            key: key("dv:du", d),
+            from: ts - DAY_MS,
+            to: ts,
+        })
+    });
+
+    // User.
+    let mut s = Slots::default();
+    if let Some(user) = ev.user_id.as_deref() {
+        let seen = key("u:seen", user);
+        let first_seen = |p: &mut Planner, member: String| {
+            p.read(Op::FirstSeen {
+                key: seen.clone(),
+                member,
+                ts,
+                ttl_s: USER_TTL_S,
+            })
+        };
+        s.user_known = Some(first_seen(&mut p, "*".into()));
+        s.user_device = ev
+            .device_id
+            .as_ref()
+            .map(|d| first_seen(&mut p, format!("d:{d}")));
+        s.user_ip = Some(first_seen(&mut p, format!("i:{ip}")));
+        s.user_subnet = Some(first_seen(&mut p, format!("n:{}", subnet(&ev.ip))));
+        s.user_country = ev
+            .country
+            .as_ref()
+            .map(|c| first_seen(&mut p, format!("c:{c}")));
+        s.user_payee = payee.map(|py| first_seen(&mut p, format!("p:{py}")));
+
+        let fails = key("u:fl", user);
+        s.user_fail_1h = Some(p.read(Op::Count {
+            key: fails.clone(),
+            from: ts - HOUR_MS,
+            to: ts,
+        }));
+        s.user_fail_24h = Some(p.read(Op::Count {
+            key: fails.clone(),
+            from: ts - DAY_MS,
+            to: ts,
+        }));
+        if login_failed {
+            p.write(add(
+                fails,
+                ev.event_id.clone(),
+                ts,
+                DAY_MS,
+                MAX_SET,
+                2 * DAY_S,
+            ));
+        }
+        let resets = key("u:pr", user);
+        s.user_resets_24h = Some(p.read(Op::Count {
+            key: resets.clone(),
+            from: ts - DAY_MS,
+            to: ts,
+        }));
+        if ev.is(kind::PASSWORD_RESET) {
+            p.write(add(
+                resets,
+                ev.event_id.clone(),
+                ts,
+                DAY_MS,
+                MAX_SET,
+                2 * DAY_S,
+            ));
+        }
+        let transfers = key("u:tx", user);
+        s.user_transfers = Some(p.read(Op::Range {
+            key: transfers.clone(),
+            from: ts - DAY_MS,
+            to: ts,
+        }));
+        if ev.is(kind::TRANSFER) {
+            let member = format!("{}|{}", ev.event_id, ev.amount.unwrap_or(0.0));
+            p.write(add(transfers, member, ts, DAY_MS, MAX_SET, 2 * DAY_S));
+        }
+        let last_login = key("u:ll", user);
+        s.last_login = Some(if login_ok {
+            let value = format!("{}|{}", ev.country.as_deref().unwrap_or(""), ts);
+            p.read(Op::Swap {
+                key: last_login,
+                value,
+                ttl_s: USER_TTL_S,
+            })
+        } else {
+            p.read(Op::Get { key: last_login })
+        });
+        if is_login {
+            p.write(add(
+                key("ip:du", &ip),
+                user.to_string(),
+                ts,
+                DAY_MS,
+                MAX_SET,
+                2 * DAY_S,
+            ));
+            if let Some(d) = &ev.device_id {
+                p.write(add(
+                    key("dv:du", d),
+                    user.to_string(),
+                    ts,
+                    DAY_MS,
+                    MAX_SET,
+                    2 * DAY_S,
+                ));
+            }
+        }
+    }
+
+    // Payee fan-in (mules receive from many payers).
+    if let Some(py) = payee.filter(|_| ev.is(kind::TRANSFER)) {
+        let payers = key("p:du", py);
+        s.payee_payers = Some(p.read(Op::Count {
+            key: payers.clone(),
+            from: ts - DAY_MS,
+            to: ts,
+        }));
+        if let Some(user) = &ev.user_id {
+            p.write(add(payers, user.clone(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
+        }
+    }
+
+    s.session_range = session_range;
+    s.session_ip = session_ip;
+    s.session_device = session_device;
+    s.session_login = session_login;
+    s.session_payee = session_payee;
+    s.ip_fail_1h = ip_fail_1h;
+    s.ip_logins_1h = ip_logins_1h;
+    s.ip_users_24h = ip_users_24h;
+    s.device_users_24h = device_users_24h;
+
+    let mut ops = p.ops;
+    ops.extend(p.writes);
+    Plan { ops, slots: s }
+}
+
+const AUTOMATION_MARKERS: &[&str] = &[
+    "headless",
+    "phantomjs",
+    "selenium",
+    "webdriver",
+    "puppeteer",
+    "playwright",
+    "python-requests",
+    "python-urllib",
+    "aiohttp",
+    "curl/",
+    "wget/",
+    "go-http-client",
+    "libwww",
+    "scrapy",
+    "bot",
+    "spider",
+    "crawler",
+];
+
+fn ua_automation(ua: Option<&str>) -> bool {
+    let Some(ua) = ua else { return false };
+    let ua = ua.to_ascii_lowercase();
+    AUTOMATION_MARKERS.iter().any(|m| ua.contains(m))
+}
+
+/// Computes the feature vector from a plan's results (`results[i]` answers `plan.ops[i]`).
+pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVector {
+    let s = &plan.slots;
+    let ts = ev.ts;
+    let r = |i: usize| &results[i];
+    let ro = |i: Option<usize>| i.map(|i| &results[i]);
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    let is_new = |i: Option<usize>| flag(matches!(ro(i), Some(OpResult::Time(None))));
+    let count = |i: Option<usize>| ro(i).map(|r| r.count() as f64).unwrap_or(0.0);
+    let mut v = vec![0.0; FEATURES.len()];
+    let mut set = |f: F, x: f64| v[f as usize] = x;
+
+    let is_login = ev.is(kind::LOGIN);
+    set(F::IsLogin, flag(is_login));
+    set(F::IsLoginFailure, flag(is_login && ev.failed()));
+    set(F::IsTransfer, flag(ev.is(kind::TRANSFER)));
+    set(F::IsAddPayee, flag(ev.is(kind::ADD_PAYEE)));
+    set(
+        F::IsCredentialChange,
+        flag(
+            [
+                kind::PASSWORD_RESET,
+                kind::PASSWORD_CHANGE,
+                kind::PROFILE_CHANGE,
+                kind::MFA,
+            ]
+            .contains(&ev.event_type.as_str()),
+        ),
+    );
+    set(
+        F::Amount,
+        if ev.is(kind::TRANSFER) {
+            ev.amount.unwrap_or(0.0)
+        } else {
+            0.0
+        },
+    );
+    set(
+        F::UaAutomation,
+        flag(ua_automation(ev.user_agent.as_deref())),
+    );
+
+    set(
+        F::UserKnown,
+        flag(matches!(ro(s.user_known), Some(OpResult::Time(Some(_))))),
+    );
+    set(F::UserDeviceNew, is_new(s.user_device));
+    let device_age = ro(s.user_device)
+        .and_then(OpResult::time)
+        .map(|t| (ts - t).max(0) as f64 / DAY_MS as f64);
+    set(F::UserDeviceAgeDays, device_age.unwrap_or(0.0));
+    set(F::UserIpNew, is_new(s.user_ip));
+    set(F::UserSubnetNew, is_new(s.user_subnet));
+    set(F::UserCountryNew, is_new(s.user_country));
+    set(F::UserFailedLogins1h, count(s.user_fail_1h));
+    set(F::UserFailedLogins24h, count(s.user_fail_24h));
+    set(F::UserPasswordResets24h, count(s.user_resets_24h));
+    let transfers = ro(s.user_transfers).map(OpResult::range).unwrap_or(&[]);
+    set(F::UserTransfers24h, transfers.len() as f64);
+    let amount_24h: f64 = transfers
+        .iter()
+        .filter_map(|(m, _)| m.rsplit_once('|').and_then(|(_, a)| a.parse::<f64>().ok()))
+        .sum();
+    set(F::UserTransferAmount24h, amount_24h);
+    set(F::UserPayeeNew, is_new(s.user_payee));
+
+    set(F::IpFailedLogins1h, r(s.ip_fail_1h).count() as f64);
+    set(F::IpLogins1h, r(s.ip_logins_1h).count() as f64);
+    set(F::IpDistinctUsers24h, r(s.ip_users_24h).count() as f64);
+    set(F::DeviceDistinctUsers24h, count(s.device_users_24h));
+    set(F::PayeeDistinctPayers24h, count(s.payee_payers));
+
+    // Session shape from the timestamps of its earlier events.
+    let times: Vec<i64> = r(s.session_range).range().iter().map(|(_, t)| *t).collect();
+    set(F::SessionEventsBefore, times.len() as f64);
+    let first = times.iter().copied().min().unwrap_or(ts);
+    set(F::SessionAgeS, (ts - first).max(0) as f64 / 1000.0);
+    set(
+        F::SessionRatePerMin,
+        times.iter().filter(|t| **t >= ts - MINUTE_MS).count() as f64,
+    );
+    let mut sorted = times.clone();
+    sorted.push(ts);
+    sorted.sort_unstable();
+    let gaps: Vec<f64> = sorted
+        .windows(2)
+        .map(|w| (w[1] - w[0]) as f64 / 1000.0)
+        .collect();
+    let mean = if gaps.is_empty() {
+        0.0
+    } else {
+        gaps.iter().sum::<f64>() / gaps.len() as f64
+    };
+    set(F::SessionGapMeanS, mean);
+    let cv = if gaps.len() >= 3 && mean > 0.0 {
+        let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+        var.sqrt() / mean
+    } else {
+        1.0
+    };
+    set(F::SessionGapCv, cv);
+    let login_at = r(s.session_login).time();
+    set(F::SessionHasLogin, flag(login_at.is_some()));
+    set(
+        F::SessionSecsSinceLogin,
+        login_at
+            .map(|t| (ts - t).max(0) as f64 / 1000.0)
+            .unwrap_or(0.0),
+    );
+    let payee_added_at = ro(s.session_payee)
+        .and_then(OpResult::time)
+        .filter(|_| ev.is(kind::TRANSFER));
+    set(F::SessionPayeeAddedHere, flag(payee_added_at.is_some()));
+    set(
+        F::SessionSecsSincePayeeAdd,
+        payee_added_at
+            .map(|t| (ts - t).max(0) as f64 / 1000.0)
+            .unwrap_or(0.0),
+    );
+    let ip = ev.ip.to_string();
+    set(
+        F::SessionIpChanged,
+        flag(r(s.session_ip).value().is_some_and(|prev| prev != ip)),
+    );
+    let device_changed = match (
+        ro(s.session_device).and_then(OpResult::value),
+        &ev.device_id,
+    ) {
+        (Some(prev), Some(cur)) => prev != cur,
+        _ => false,
+    };
+    set(F::SessionDeviceChanged, flag(device_changed));
+
+    // The user's previous successful login: "country|ts".
+    let last = ro(s.last_login)
+        .and_then(OpResult::value)
+        .and_then(|v| v.rsplit_once('|'))
+        .and_then(|(c, t)| t.parse::<i64>().ok().map(|t| (c.to_string(), t)));
+    if let Some((country, at)) = last {
+        let hours = ((ts - at).max(0) as f64 / HOUR_MS as f64).min(720.0);
+        let changed = match &ev.country {
+            Some(c) => !country.is_empty() && *c != country,
+            None => false,
+        };
+        set(F::LoginCountryChanged, flag(changed));
+        set(F::HoursSinceLastLogin, hours);
+        set(F::ImpossibleTravel, flag(changed && hours < 6.0));
+    }
+    FeatureVector(v)
+}
+
+/// Runs plan → execute → compute for one event against an in-memory history.
+pub fn replay_one(history: &mut crate::history::MemoryHistory, ev: &ClickEvent) -> FeatureVector {
+    let plan = plan(ev);
+    let results: Vec<OpResult> = plan.ops.iter().map(|op| history.apply(op)).collect();
+    compute(ev, &plan, &results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::MemoryHistory;
+
+    fn ev(
+        id: &str,
+        ts: i64,
+        session: &str,
+        user: Option<&str>,
+        kind: &str,
+        ip: &str,
+    ) -> ClickEvent {
+        ClickEvent {
+            event_id: id.into(),
+            ts,
+            session_id: session.into(),
+            user_id: user.map(Into::into),
+            event_type: kind.into(),
+            ip: ip.parse().unwrap(),
+            device_id: Some("dev1".into()),
+            user_agent: None,
+            path: None,
+            method: None,
+            status: None,
+            referrer: None,
+            country: Some("GB".into()),
+            outcome: None,
+            amount: None,
+            currency: None,
+            payee_id: None,
+            attrs: None,
+        }
+    }
+
+    #[test]
+    fn failed_logins_count_only_the_last_hour_of_event_time() {
+        let mut h = MemoryHistory::new();
+        let t0 = 1_700_000_000_000;
+        for i in 0..3 {
+            let mut e = ev(
+                &format!("f{i}"),
+                t0 + i * 60_000,
+                "s1",
+                Some("u1"),
+                "login",
+                "1.2.3.4",
+            );
+            e.outcome = Some(crate::Outcome::Failure);
+            replay_one(&mut h, &e);
+        }
+        let later = ev(
+            "x",
+            t0 + 30 * 60_000,
+            "s1",
+            Some("u1"),
+            "page_view",
+            "1.2.3.4",
+        );
+        let f = replay_one(&mut h, &later);
+        assert_eq!(f.get(F::UserFailedLogins1h), 3.0);
+        assert_eq!(f.get(F::IpFailedLogins1h), 3.0);
+        let much_later = ev(
+            "y",
+            t0 + 2 * HOUR_MS,
+            "s2",
+            Some("u1"),
+            "page_view",
+            "1.2.3.4",
+        );
+        let f = replay_one(&mut h, &much_later);
+        assert_eq!(f.get(F::UserFailedLogins1h), 0.0);
+        assert_eq!(f.get(F::UserFailedLogins24h), 3.0);
+    }
+
+    #[test]
+    fn a_device_is_new_once_per_user() {
+        let mut h = MemoryHistory::new();
+        let t0 = 1_700_000_000_000;
+        let f = replay_one(&mut h, &ev("a", t0, "s1", Some("u1"), "login", "1.2.3.4"));
+        assert_eq!((f.get(F::UserKnown), f.get(F::UserDeviceNew)), (0.0, 1.0));
+        let f = replay_one(
+            &mut h,
+            &ev("b", t0 + DAY_MS, "s2", Some("u1"), "login", "1.2.3.4"),
+        );
+        assert_eq!((f.get(F::UserKnown), f.get(F::UserDeviceNew)), (1.0, 0.0));
+        assert!((f.get(F::UserDeviceAgeDays) - 1.0).abs() < 1e-9);
+        let f = replay_one(
+            &mut h,
+            &ev("c", t0 + DAY_MS, "s3", Some("u2"), "login", "1.2.3.4"),
+        );
+        assert_eq!(f.get(F::UserDeviceNew), 1.0);
+        assert_eq!(
+            f.get(F::IpDistinctUsers24h),
+            1.0,
+            "u1 logged in from this IP before"
+        );
+    }
+
+    #[test]
+    fn feature_vectors_round_trip_through_json_by_name() {
+        let mut h = MemoryHistory::new();
+        let f = replay_one(
+            &mut h,
+            &ev("a", 1_700_000_000_000, "s1", Some("u1"), "login", "1.2.3.4"),
+        );
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(json.contains("\"user_device_new\":1.0"));
+        let back: FeatureVector = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, f);
+        assert!(serde_json::from_str::<FeatureVector>("{\"is_login\":1}").is_err());
+    }
+
+    #[test]
+    fn the_schema_hash_is_stable_and_names_are_unique() {
+        assert_eq!(feature_schema_hash(), feature_schema_hash());
+        let mut names: Vec<_> = FEATURES.iter().map(|f| f.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), FEATURES.len());
+    }
+}

@@ -1,0 +1,315 @@
+//! History operations: the only way feature code touches state.
+//!
+//! Feature code does not call a store. It *plans* a list of [`Op`]s per event, a store executes
+//! a whole micro-batch of plans in order (Redis: one pipelined round trip), and feature code
+//! computes the vector from the [`OpResult`]s. Because every store must give these operations
+//! the same meaning, live features (Redis) and replayed features ([`MemoryHistory`]) agree.
+//!
+//! All times are event times in epoch milliseconds. Sets are ordered by `(score, member)`, as in
+//! a Redis sorted set.
+
+use std::collections::{BTreeSet, HashMap};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Number of members of sorted set `key` with a score in `[from, to]`.
+    Count { key: String, from: i64, to: i64 },
+    /// Members and scores of `key` with a score in `[from, to]`, in ascending order.
+    Range { key: String, from: i64, to: i64 },
+    /// Put `member` at `ts` unless it is already at a later time; then drop members older than
+    /// `keep_after`, keep only the newest `max_len`, and let the key expire after `ttl_s`
+    /// of wall-clock inactivity (a memory bound only; windows are enforced by event time).
+    Add {
+        key: String,
+        member: String,
+        ts: i64,
+        keep_after: i64,
+        max_len: usize,
+        ttl_s: u64,
+    },
+    /// First-seen time of `member` in map `key`, recording `ts` if it was not seen.
+    FirstSeen {
+        key: String,
+        member: String,
+        ts: i64,
+        ttl_s: u64,
+    },
+    /// First-seen time of `member` in map `key`, without recording anything.
+    Lookup { key: String, member: String },
+    /// Sets string `key` to `value` and returns the previous value.
+    Swap {
+        key: String,
+        value: String,
+        ttl_s: u64,
+    },
+    /// Reads string `key`.
+    Get { key: String },
+}
+
+impl Op {
+    /// Whether the op returns something a feature reads (writes-only ops return nothing).
+    pub fn has_result(&self) -> bool {
+        !matches!(self, Op::Add { .. })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpResult {
+    Count(u64),
+    Range(Vec<(String, i64)>),
+    Time(Option<i64>),
+    Value(Option<String>),
+    Done,
+}
+
+impl OpResult {
+    pub fn count(&self) -> u64 {
+        match self {
+            OpResult::Count(n) => *n,
+            OpResult::Range(v) => v.len() as u64,
+            _ => 0,
+        }
+    }
+    pub fn range(&self) -> &[(String, i64)] {
+        match self {
+            OpResult::Range(v) => v,
+            _ => &[],
+        }
+    }
+    pub fn time(&self) -> Option<i64> {
+        match self {
+            OpResult::Time(t) => *t,
+            _ => None,
+        }
+    }
+    pub fn value(&self) -> Option<&str> {
+        match self {
+            OpResult::Value(v) => v.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct SortedSet {
+    by_order: BTreeSet<(i64, String)>,
+    score: HashMap<String, i64>,
+}
+
+/// In-process executor with the same semantics as the Redis one. Used for offline replay and as
+/// the reference in the store contract tests. It ignores `ttl_s` (expiry is wall-clock memory
+/// management, not part of the feature semantics).
+#[derive(Debug, Default, Clone)]
+pub struct MemoryHistory {
+    sets: HashMap<String, SortedSet>,
+    maps: HashMap<String, HashMap<String, i64>>,
+    strings: HashMap<String, String>,
+}
+
+impl MemoryHistory {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn apply(&mut self, op: &Op) -> OpResult {
+        match op {
+            Op::Count { key, from, to } => OpResult::Count(
+                self.sets
+                    .get(key)
+                    .map(|s| {
+                        s.by_order
+                            .range((*from, String::new())..)
+                            .take_while(|(sc, _)| sc <= to)
+                            .count()
+                    })
+                    .unwrap_or(0) as u64,
+            ),
+            Op::Range { key, from, to } => OpResult::Range(
+                self.sets
+                    .get(key)
+                    .map(|s| {
+                        s.by_order
+                            .range((*from, String::new())..)
+                            .take_while(|(sc, _)| sc <= to)
+                            .map(|(sc, m)| (m.clone(), *sc))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            ),
+            Op::Add {
+                key,
+                member,
+                ts,
+                keep_after,
+                max_len,
+                ..
+            } => {
+                let set = self.sets.entry(key.clone()).or_default();
+                match set.score.get(member) {
+                    Some(old) if old >= ts => {}
+                    Some(old) => {
+                        set.by_order.remove(&(*old, member.clone()));
+                        set.by_order.insert((*ts, member.clone()));
+                        set.score.insert(member.clone(), *ts);
+                    }
+                    None => {
+                        set.by_order.insert((*ts, member.clone()));
+                        set.score.insert(member.clone(), *ts);
+                    }
+                }
+                while let Some((sc, m)) = set.by_order.first().cloned() {
+                    if sc < *keep_after || set.by_order.len() > *max_len {
+                        set.by_order.pop_first();
+                        set.score.remove(&m);
+                    } else {
+                        break;
+                    }
+                }
+                if set.by_order.is_empty() {
+                    self.sets.remove(key);
+                }
+                OpResult::Done
+            }
+            Op::FirstSeen {
+                key, member, ts, ..
+            } => {
+                let map = self.maps.entry(key.clone()).or_default();
+                match map.get(member) {
+                    Some(t) => OpResult::Time(Some(*t)),
+                    None => {
+                        map.insert(member.clone(), *ts);
+                        OpResult::Time(None)
+                    }
+                }
+            }
+            Op::Lookup { key, member } => {
+                OpResult::Time(self.maps.get(key).and_then(|m| m.get(member)).copied())
+            }
+            Op::Swap { key, value, .. } => {
+                OpResult::Value(self.strings.insert(key.clone(), value.clone()))
+            }
+            Op::Get { key } => OpResult::Value(self.strings.get(key).cloned()),
+        }
+    }
+
+    /// Number of keys held, for memory accounting in replay.
+    pub fn len(&self) -> usize {
+        self.sets.len() + self.maps.len() + self.strings.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Escapes an identifier taken from input before it becomes part of a key, so that no input can
+/// address another entity's keys (ids are always the last key component, `:` and `%` escaped).
+pub fn key(family: &str, id: &str) -> String {
+    let mut k = String::with_capacity(4 + family.len() + id.len());
+    k.push_str("fd:");
+    k.push_str(family);
+    k.push(':');
+    for c in id.chars() {
+        match c {
+            ':' => k.push_str("%3A"),
+            '%' => k.push_str("%25"),
+            c if c.is_control() => k.push_str(&format!("%{:02X}", c as u32 & 0xff)),
+            c => k.push(c),
+        }
+    }
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_keeps_the_latest_time_per_member_and_trims_by_time_and_length() {
+        let mut h = MemoryHistory::new();
+        let add = |m: &str, ts, keep_after, max_len| Op::Add {
+            key: "k".into(),
+            member: m.into(),
+            ts,
+            keep_after,
+            max_len,
+            ttl_s: 0,
+        };
+        h.apply(&add("a", 10, 0, 10));
+        h.apply(&add("a", 5, 0, 10));
+        h.apply(&add("b", 20, 0, 10));
+        assert_eq!(
+            h.apply(&Op::Range {
+                key: "k".into(),
+                from: 0,
+                to: 100
+            })
+            .range(),
+            &[("a".into(), 10), ("b".into(), 20)]
+        );
+        h.apply(&add("c", 30, 15, 10));
+        assert_eq!(
+            h.apply(&Op::Count {
+                key: "k".into(),
+                from: 0,
+                to: 100
+            })
+            .count(),
+            2
+        );
+        h.apply(&add("d", 40, 0, 2));
+        assert_eq!(
+            h.apply(&Op::Range {
+                key: "k".into(),
+                from: 0,
+                to: 100
+            })
+            .range(),
+            &[("c".into(), 30), ("d".into(), 40)]
+        );
+        assert_eq!(
+            h.apply(&Op::Count {
+                key: "k".into(),
+                from: 31,
+                to: 40
+            })
+            .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn first_seen_records_once_and_swap_returns_the_previous_value() {
+        let mut h = MemoryHistory::new();
+        let fs = |ts| Op::FirstSeen {
+            key: "m".into(),
+            member: "x".into(),
+            ts,
+            ttl_s: 0,
+        };
+        assert_eq!(h.apply(&fs(7)), OpResult::Time(None));
+        assert_eq!(h.apply(&fs(9)), OpResult::Time(Some(7)));
+        assert_eq!(
+            h.apply(&Op::Lookup {
+                key: "m".into(),
+                member: "x".into()
+            })
+            .time(),
+            Some(7)
+        );
+        let sw = |v: &str| Op::Swap {
+            key: "s".into(),
+            value: v.into(),
+            ttl_s: 0,
+        };
+        assert_eq!(h.apply(&sw("1")).value(), None);
+        assert_eq!(h.apply(&sw("2")).value(), Some("1"));
+        assert_eq!(h.apply(&Op::Get { key: "s".into() }).value(), Some("2"));
+    }
+
+    #[test]
+    fn keys_escape_separators_so_ids_cannot_collide() {
+        assert_ne!(key("u", "a:b"), key("u:a", "b"));
+        assert_eq!(key("u", "a:b%"), "fd:u:a%3Ab%25");
+    }
+}

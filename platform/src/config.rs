@@ -1,0 +1,136 @@
+//! Settings shared by the services. Every field has a flag, an environment variable and a
+//! default that fits the local stack (`scripts/stack up`).
+
+use clap::Args;
+use rdkafka::ClientConfig;
+
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers (host:port, comma separated).
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+
+    /// Extra librdkafka properties, `key=value`, repeatable or comma separated in the env var
+    /// (for example `security.protocol=SASL_SSL`). Values are never logged.
+    #[arg(
+        long = "kafka-property",
+        short = 'X',
+        env = "KAFKA_PROPERTIES",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub properties: Vec<String>,
+
+    /// Most input records processed as one micro-batch.
+    #[arg(long, env = "BATCH_MAX", default_value_t = 500)]
+    pub batch_max: usize,
+
+    /// How long to wait for more records once a batch has its first one (ms).
+    #[arg(long, env = "BATCH_LINGER_MS", default_value_t = 5)]
+    pub batch_linger_ms: u64,
+}
+
+impl KafkaArgs {
+    fn base(&self) -> anyhow::Result<ClientConfig> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for p in &self.properties {
+            let (k, v) = p.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!(
+                    "kafka property {k:?} must be key=value",
+                    k = p.split('=').next().unwrap_or("")
+                )
+            })?;
+            c.set(k.trim(), v.trim());
+        }
+        Ok(c)
+    }
+
+    /// A consumer that never commits on its own: the pipeline commits after the output is acked.
+    pub fn consumer_config(&self, group_id: &str) -> anyhow::Result<ClientConfig> {
+        let mut c = self.base()?;
+        c.set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            // Bounded prefetch: librdkafka's own queue is the first backpressure point.
+            .set("queued.max.messages.kbytes", "16384")
+            .set("statistics.interval.ms", "0");
+        Ok(c)
+    }
+
+    pub fn producer_config(&self) -> anyhow::Result<ClientConfig> {
+        let mut c = self.base()?;
+        c.set("acks", "all")
+            .set("linger.ms", "2")
+            // Bounded in-flight produce: the pipeline waits when this queue is full.
+            .set("queue.buffering.max.messages", "100000")
+            .set("message.timeout.ms", "60000");
+        Ok(c)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RedisArgs {
+    /// Redis URL (`redis://` or `rediss://` for TLS). The password part is never logged.
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
+    pub redis_url: String,
+}
+
+/// Shared topic names (defaults from the contract).
+#[derive(Debug, Clone, Args)]
+pub struct TopicArgs {
+    #[arg(long, env = "CLICKSTREAM_TOPIC", default_value = "clickstream")]
+    pub clickstream_topic: String,
+    #[arg(long, env = "WEBLOGS_TOPIC", default_value = "weblogs")]
+    pub weblogs_topic: String,
+    #[arg(long, env = "ENRICHED_TOPIC", default_value = "clickstream.enriched")]
+    pub enriched_topic: String,
+    #[arg(long, env = "VERDICTS_TOPIC", default_value = "fraud.verdicts")]
+    pub verdicts_topic: String,
+    #[arg(long, env = "ALERTS_TOPIC", default_value = "fraud.alerts")]
+    pub alerts_topic: String,
+    #[arg(long, env = "LABELS_TOPIC", default_value = "fraud.labels")]
+    pub labels_topic: String,
+    #[arg(long, env = "DLQ_TOPIC", default_value = "clickstream.dlq")]
+    pub dlq_topic: String,
+}
+
+impl Default for TopicArgs {
+    fn default() -> Self {
+        TopicArgs {
+            clickstream_topic: "clickstream".into(),
+            weblogs_topic: "weblogs".into(),
+            enriched_topic: "clickstream.enriched".into(),
+            verdicts_topic: "fraud.verdicts".into(),
+            alerts_topic: "fraud.alerts".into(),
+            labels_topic: "fraud.labels".into(),
+            dlq_topic: "clickstream.dlq".into(),
+        }
+    }
+}
+
+/// Strips the password from a URL before it is shown anywhere.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            super::redact_url("redis://:secret@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
+        assert_eq!(super::redact_url("redis://host:6379"), "redis://host:6379");
+    }
+}

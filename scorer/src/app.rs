@@ -1,0 +1,430 @@
+//! Configuration, the batch processor, the session API and the wiring of the scorer's tasks.
+
+use crate::policy::Policy;
+use crate::registry::{self, ModelHandle};
+use crate::session::{self, SessionState, SessionStore};
+use anyhow::Context;
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use clap::Parser;
+use models::features::{FEATURES, feature_schema_hash};
+use models::{Action, EnrichedEvent, Reason, Verdict};
+use platform::auth::ApiError;
+use platform::config::{KafkaArgs, RedisArgs, TopicArgs};
+use platform::http::Readiness;
+use platform::metrics::{PipelineMetrics, latency_buckets};
+use platform::pipeline::Pipeline;
+use platform::{InRecord, OutRecord, Processor, Running};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "scorer",
+    version,
+    about = "Enriched events in; one verdict per event out, plus alerts"
+)]
+pub struct Config {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    /// Address for /metrics, /healthz, /readyz and /v1/sessions.
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:9102")]
+    pub http_addr: SocketAddr,
+    #[arg(long, env = "SCORER_GROUP", default_value = "scorer")]
+    pub group_id: String,
+    /// Model registry directory (the trainer writes it; `current` names the champion).
+    #[arg(long, env = "MODEL_REGISTRY", default_value = "data/registry")]
+    pub registry: PathBuf,
+    /// Policy file (TOML): score bands, rules, restrictions, alert level.
+    #[arg(long, env = "POLICY_FILE", default_value = "config/policy.toml")]
+    pub policy: PathBuf,
+    /// How often to check the registry and the policy file for changes (ms).
+    #[arg(long, env = "RELOAD_INTERVAL_MS", default_value_t = 1000)]
+    pub reload_interval_ms: u64,
+    /// Tokens for mutating endpoints, `name:token`, comma separated. Never printed.
+    #[arg(
+        long,
+        env = "ADMIN_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub admin_tokens: Vec<String>,
+}
+
+pub const VERDICTS: &str = "fraud_verdicts_total";
+pub const ALERTS: &str = "fraud_alerts_total";
+pub const SCORE: &str = "fraud_score";
+pub const EVENT_TO_VERDICT: &str = "fraud_event_to_verdict_seconds";
+pub const MODEL_INFO: &str = "fraud_model_info";
+pub const MODEL_RELOAD_ERRORS: &str = "fraud_model_reload_errors_total";
+pub const REASONS: &str = "fraud_reasons_total";
+
+#[derive(Clone)]
+pub struct ScorerMetrics {
+    pub pipeline: PipelineMetrics,
+    pub verdicts: IntCounterVec,
+    pub alerts: IntCounter,
+    pub score: Histogram,
+    pub latency: Histogram,
+    pub model_info: IntGaugeVec,
+    pub reload_errors: IntCounter,
+    pub reasons: IntCounterVec,
+}
+
+impl ScorerMetrics {
+    pub fn register(r: &Registry) -> anyhow::Result<Self> {
+        let m = ScorerMetrics {
+            pipeline: PipelineMetrics::register(r)?,
+            verdicts: IntCounterVec::new(Opts::new(VERDICTS, "Verdicts, by action"), &["action"])?,
+            alerts: IntCounter::new(ALERTS, "Alerts raised (first per session)")?,
+            score: Histogram::with_opts(
+                HistogramOpts::new(SCORE, "Calibrated fraud scores")
+                    .buckets((1..=20).map(|i| f64::from(i) * 0.05).collect()),
+            )?,
+            latency: Histogram::with_opts(
+                HistogramOpts::new(
+                    EVENT_TO_VERDICT,
+                    "From the event reaching the broker to its verdict being produced",
+                )
+                .buckets(latency_buckets()),
+            )?,
+            model_info: IntGaugeVec::new(
+                Opts::new(MODEL_INFO, "The champion model (value 1)"),
+                &["version", "feature_schema"],
+            )?,
+            reload_errors: IntCounter::new(
+                MODEL_RELOAD_ERRORS,
+                "Promoted models refused at reload",
+            )?,
+            reasons: IntCounterVec::new(
+                Opts::new(REASONS, "Rule and list reasons in verdicts, by code"),
+                &["code"],
+            )?,
+        };
+        r.register(Box::new(m.verdicts.clone()))?;
+        r.register(Box::new(m.alerts.clone()))?;
+        r.register(Box::new(m.score.clone()))?;
+        r.register(Box::new(m.latency.clone()))?;
+        r.register(Box::new(m.model_info.clone()))?;
+        r.register(Box::new(m.reload_errors.clone()))?;
+        r.register(Box::new(m.reasons.clone()))?;
+        Ok(m)
+    }
+}
+
+/// The scorer's work on a micro-batch.
+pub struct Scorer {
+    pub model: ModelHandle,
+    pub policy: Arc<RwLock<Arc<Policy>>>,
+    pub sessions: SessionStore,
+    pub topics: TopicArgs,
+    pub metrics: ScorerMetrics,
+    schema: String,
+}
+
+/// How many top feature contributions a verdict explains.
+const TOP_FEATURES: usize = 3;
+
+impl Processor for Scorer {
+    async fn process(&mut self, batch: &[InRecord]) -> anyhow::Result<Vec<OutRecord>> {
+        let model = self.model.get();
+        let policy = self
+            .policy
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut slots: Vec<Option<OutRecord>> = vec![None; batch.len()];
+        let mut good: Vec<(usize, EnrichedEvent)> = Vec::with_capacity(batch.len());
+        for (i, rec) in batch.iter().enumerate() {
+            match serde_json::from_slice::<EnrichedEvent>(&rec.payload) {
+                Ok(e) if e.feature_schema == self.schema => good.push((i, e)),
+                Ok(e) => {
+                    let msg = format!(
+                        "features computed with schema {} but this scorer uses {}; deploy matching versions",
+                        e.feature_schema, self.schema
+                    );
+                    slots[i] = Some(OutRecord::dead_letter(
+                        &self.topics.dlq_topic,
+                        rec,
+                        "feature_schema_mismatch",
+                        &msg,
+                    ));
+                }
+                Err(e) => {
+                    slots[i] = Some(OutRecord::dead_letter(
+                        &self.topics.dlq_topic,
+                        rec,
+                        "invalid_enriched",
+                        &e.to_string(),
+                    ))
+                }
+            }
+        }
+        let ids: Vec<&str> = good
+            .iter()
+            .map(|(_, e)| e.event.session_id.as_str())
+            .collect();
+        let mut states = self
+            .sessions
+            .get_many(&ids)
+            .await
+            .context("reading session state")?;
+        let now = platform::now_ms();
+        let mut touched: HashMap<String, SessionState> = HashMap::new();
+        let mut alerts = Vec::new();
+        for (i, e) in &good {
+            let scored = model.score(&e.features);
+            let hits: Vec<String> = e.list_hits.iter().map(|h| h.code()).collect();
+            let decision = policy.decide(scored.score, &hits, &e.features.0);
+            let sid = &e.event.session_id;
+            let (state, first_alert) = session::escalate(
+                states.get(sid),
+                decision.action,
+                &decision.restrictions,
+                decision.ttl_secs as i64 * 1000,
+                policy.alert_at,
+                now,
+            );
+            let mut reasons = Vec::new();
+            for h in &e.list_hits {
+                reasons.push(Reason {
+                    code: h.code(),
+                    detail: Some(format!("{} ({})", h.value, h.reason)),
+                    contribution: None,
+                });
+            }
+            for code in &decision.rules {
+                self.metrics.reasons.with_label_values(&[code]).inc();
+                if !reasons.iter().any(|r| &r.code == code) {
+                    reasons.push(Reason {
+                        code: code.clone(),
+                        detail: Some("policy rule".into()),
+                        contribution: None,
+                    });
+                }
+            }
+            if state.action > decision.action {
+                reasons.push(Reason {
+                    code: "session_escalated".into(),
+                    detail: Some(format!("session already at {}", state.action.as_str())),
+                    contribution: None,
+                });
+            }
+            for (idx, c) in scored
+                .contributions
+                .iter()
+                .filter(|(_, c)| *c > 0.0)
+                .take(TOP_FEATURES)
+            {
+                let f = &FEATURES[*idx];
+                reasons.push(Reason {
+                    code: format!("feature:{}", f.name),
+                    detail: Some(format!("{} = {}", f.name, e.features.0[*idx])),
+                    contribution: Some((*c * 1000.0).round() / 1000.0),
+                });
+            }
+            let verdict = Verdict {
+                event_id: e.event.event_id.clone(),
+                session_id: sid.clone(),
+                user_id: e.event.user_id.clone(),
+                ts: e.event.ts,
+                decided_at: now,
+                score: scored.score,
+                action: state.action,
+                restrictions: state.restrictions.clone(),
+                expires_at: state.expires_at_ms,
+                reasons,
+                model_version: model.version.clone(),
+                alert: first_alert,
+                ingest_ts_ms: e.ingest_ts_ms,
+            };
+            self.metrics
+                .verdicts
+                .with_label_values(&[state.action.as_str()])
+                .inc();
+            self.metrics.score.observe(scored.score);
+            if let Some(t) = e.ingest_ts_ms {
+                self.metrics
+                    .latency
+                    .observe((now - t).max(0) as f64 / 1000.0);
+            }
+            let payload = serde_json::to_vec(&verdict)?;
+            if first_alert {
+                self.metrics.alerts.inc();
+                let alert = serde_json::json!({"verdict": &verdict, "event": &e.event, "features": &e.features});
+                alerts.push(OutRecord::new(
+                    &self.topics.alerts_topic,
+                    Some(sid.clone().into_bytes()),
+                    serde_json::to_vec(&alert)?,
+                ));
+            }
+            slots[*i] = Some(OutRecord::new(
+                &self.topics.verdicts_topic,
+                Some(sid.clone().into_bytes()),
+                payload,
+            ));
+            states.insert(sid.clone(), state.clone());
+            touched.insert(sid.clone(), state);
+        }
+        self.sessions
+            .put_many(&touched, now)
+            .await
+            .context("writing session state")?;
+        let mut out: Vec<OutRecord> = slots.into_iter().flatten().collect();
+        out.extend(alerts);
+        Ok(out)
+    }
+}
+
+#[derive(Clone)]
+struct ApiState {
+    sessions: SessionStore,
+}
+
+async fn get_session(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if id.is_empty() || id.len() > 128 {
+        return Err(ApiError::BadRequest(
+            "session_id must have 1..=128 characters".into(),
+        ));
+    }
+    let state = s
+        .sessions
+        .get(&id)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let now = platform::now_ms();
+    let (action, restrictions, expires) =
+        state
+            .map(|st| st.effective(now))
+            .unwrap_or((Action::Allow, Vec::new(), None));
+    Ok(Json(serde_json::json!({
+        "session_id": id,
+        "action": action,
+        "restrictions": restrictions,
+        "expires_at": expires.map(models::format_ts),
+    })))
+}
+
+/// Loads the policy and champion model, connects, and starts the pipeline, the watchers and
+/// the HTTP server.
+pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    let registry = Registry::new();
+    let metrics = ScorerMetrics::register(&registry)?;
+    let policy = Policy::load(&cfg.policy)?;
+    let model = platform::registry::load_current(&cfg.registry)?;
+    metrics
+        .model_info
+        .with_label_values(&[&model.version, &model.feature_schema])
+        .set(1);
+    tracing::info!(version = %model.version, schema = %model.feature_schema, "champion model loaded");
+    let handle = ModelHandle::new(model);
+    let redis_shown = platform::config::redact_url(&cfg.redis.redis_url);
+    let client = redis::Client::open(cfg.redis.redis_url.as_str())
+        .with_context(|| format!("invalid Redis URL {redis_shown}"))?;
+    let conn = redis::aio::ConnectionManager::new(client)
+        .await
+        .with_context(|| {
+            format!("connecting to Redis at {redis_shown} (set --redis-url / REDIS_URL)")
+        })?;
+    let sessions = SessionStore::new(conn);
+    let ready = Readiness::default();
+    let routes = Router::new()
+        .route("/v1/sessions/{session_id}", get(get_session))
+        .with_state(ApiState {
+            sessions: sessions.clone(),
+        });
+    let (http_addr, http) = platform::http::serve(
+        cfg.http_addr,
+        routes,
+        registry,
+        ready.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    let pipeline = Pipeline::new(
+        &cfg.kafka,
+        &cfg.group_id,
+        &[&cfg.topics.enriched_topic],
+        metrics.pipeline.clone(),
+    )?;
+    let policy = Arc::new(RwLock::new(Arc::new(policy)));
+    let scorer = Scorer {
+        model: handle.clone(),
+        policy: policy.clone(),
+        sessions,
+        topics: cfg.topics.clone(),
+        metrics: metrics.clone(),
+        schema: feature_schema_hash(),
+    };
+    let every = Duration::from_millis(cfg.reload_interval_ms.max(50));
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(async move { http.await? });
+    let info = metrics.model_info.clone();
+    tasks.spawn(registry::watch(
+        cfg.registry.clone(),
+        handle,
+        move |m| {
+            info.reset();
+            info.with_label_values(&[&m.version, &m.feature_schema])
+                .set(1);
+        },
+        metrics.reload_errors.clone(),
+        every,
+        shutdown.clone(),
+    ));
+    tasks.spawn(watch_policy(
+        cfg.policy.clone(),
+        policy,
+        every,
+        shutdown.clone(),
+    ));
+    let token = shutdown.clone();
+    tasks.spawn(async move { pipeline.run(scorer, ready, token).await });
+    tracing::info!(%http_addr, brokers = %cfg.kafka.brokers, redis = %redis_shown, "scorer started");
+    Ok(platform::supervise(http_addr, shutdown, tasks))
+}
+
+/// Reloads the policy when its file changes; an invalid edit is refused and logged.
+async fn watch_policy(
+    path: PathBuf,
+    policy: Arc<RwLock<Arc<Policy>>>,
+    every: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let stamp = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut last = stamp(&path);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(every) => {},
+        }
+        let now = stamp(&path);
+        if now != last {
+            last = now;
+            match Policy::load(&path) {
+                Ok(p) => {
+                    tracing::info!(path = %path.display(), "policy reloaded");
+                    *policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "refusing the edited policy; keeping the previous one")
+                }
+            }
+        }
+    }
+}

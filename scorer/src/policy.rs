@@ -1,0 +1,386 @@
+//! The policy file (TOML): how scores and rule hits become actions.
+//!
+//! ```toml
+//! alert_at = "restrict"          # a session alerts the first time it reaches this action
+//! restriction_ttl_secs = 3600    # default lifetime of a challenge/restrict/block
+//!
+//! [[band]]                       # checked highest min_score first
+//! min_score = 0.9
+//! action = "block"
+//!
+//! [[band]]
+//! min_score = 0.5
+//! action = "restrict"
+//! restrictions = ["transfer_funds", "add_payee"]
+//!
+//! [[rule]]                       # list hits and hard rules, by code
+//! code = "blacklist_ip"
+//! when = "blacklist_ip"          # a list hit code, or a feature condition (see Condition)
+//! action = "block"
+//! ```
+
+use models::Action;
+use models::features::FEATURES;
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy file {path}: {err}")]
+    Io { path: String, err: std::io::Error },
+    #[error("policy file {path} is not valid: {err}")]
+    Parse { path: String, err: String },
+    #[error("policy is not valid: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Band {
+    pub min_score: f64,
+    pub action: Action,
+    #[serde(default)]
+    pub restrictions: Vec<String>,
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+}
+
+/// What a rule matches: a list hit code such as `blacklist_ip`, or `feature OP number` such as
+/// `session_secs_since_payee_add < 600` (several joined by ` and `).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    ListHit(String),
+    Features(Vec<(usize, Cmp, f64)>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cmp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    code: String,
+    when: String,
+    action: Action,
+    #[serde(default)]
+    restrictions: Vec<String>,
+    #[serde(default)]
+    ttl_secs: Option<u64>,
+    /// An override rule (a whitelist) sets the action even when the score says otherwise.
+    #[serde(default)]
+    overrides: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub code: String,
+    pub when: Condition,
+    pub action: Action,
+    pub restrictions: Vec<String>,
+    pub ttl_secs: Option<u64>,
+    pub overrides: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default = "default_alert")]
+    alert_at: Action,
+    #[serde(default = "default_ttl")]
+    restriction_ttl_secs: u64,
+    #[serde(default)]
+    band: Vec<Band>,
+    #[serde(default)]
+    rule: Vec<RawRule>,
+}
+
+fn default_alert() -> Action {
+    Action::Restrict
+}
+fn default_ttl() -> u64 {
+    3600
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub alert_at: Action,
+    pub restriction_ttl_secs: u64,
+    pub bands: Vec<Band>,
+    pub rules: Vec<Rule>,
+}
+
+/// The outcome of the policy for one event, before session escalation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub action: Action,
+    pub restrictions: Vec<String>,
+    pub ttl_secs: u64,
+    /// Codes of the rules that fired.
+    pub rules: Vec<String>,
+}
+
+fn is_capability(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}
+
+fn parse_condition(s: &str) -> Result<Condition, String> {
+    let s = s.trim();
+    if !s.contains(' ') {
+        return Ok(Condition::ListHit(s.to_string()));
+    }
+    let mut out = Vec::new();
+    for part in s.split(" and ") {
+        let toks: Vec<&str> = part.split_whitespace().collect();
+        let [name, op, value] = toks[..] else {
+            return Err(format!("condition {part:?} must be `feature OP number`"));
+        };
+        let idx = FEATURES
+            .iter()
+            .position(|f| f.name == name)
+            .ok_or_else(|| format!("unknown feature {name:?} in condition {part:?}"))?;
+        let cmp = match op {
+            "<" => Cmp::Lt,
+            "<=" => Cmp::Le,
+            ">" => Cmp::Gt,
+            ">=" => Cmp::Ge,
+            "==" => Cmp::Eq,
+            other => {
+                return Err(format!(
+                    "unknown comparison {other:?} in {part:?} (use < <= > >= ==)"
+                ));
+            }
+        };
+        let v: f64 = value
+            .parse()
+            .map_err(|_| format!("{value:?} in {part:?} is not a number"))?;
+        out.push((idx, cmp, v));
+    }
+    Ok(Condition::Features(out))
+}
+
+impl Policy {
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|err| PolicyError::Io {
+            path: path.display().to_string(),
+            err,
+        })?;
+        Policy::parse(&text).map_err(|e| match e {
+            PolicyError::Parse { err, .. } => PolicyError::Parse {
+                path: path.display().to_string(),
+                err,
+            },
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Policy, PolicyError> {
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| PolicyError::Parse {
+            path: String::new(),
+            err: e.to_string(),
+        })?;
+        let mut bands = raw.band;
+        for b in &bands {
+            if !(0.0..=1.0).contains(&b.min_score) {
+                return Err(PolicyError::Invalid(format!(
+                    "band min_score {} must be within 0..=1",
+                    b.min_score
+                )));
+            }
+            check_restrictions(b.action, &b.restrictions, &format!("band {}", b.min_score))?;
+        }
+        bands.sort_by(|a, b| b.min_score.total_cmp(&a.min_score));
+        let mut rules = Vec::new();
+        for r in raw.rule {
+            let when = parse_condition(&r.when)
+                .map_err(|e| PolicyError::Invalid(format!("rule {}: {e}", r.code)))?;
+            check_restrictions(r.action, &r.restrictions, &format!("rule {}", r.code))?;
+            rules.push(Rule {
+                code: r.code,
+                when,
+                action: r.action,
+                restrictions: r.restrictions,
+                ttl_secs: r.ttl_secs,
+                overrides: r.overrides,
+            });
+        }
+        Ok(Policy {
+            alert_at: raw.alert_at,
+            restriction_ttl_secs: raw.restriction_ttl_secs,
+            bands,
+            rules,
+        })
+    }
+
+    /// Applies rules and bands: the most severe applicable action wins, unless an override
+    /// rule (a whitelist) fired, in which case the override's action stands.
+    pub fn decide(&self, score: f64, list_hits: &[String], features: &[f64]) -> Decision {
+        let mut d = Decision {
+            action: Action::Allow,
+            restrictions: Vec::new(),
+            ttl_secs: self.restriction_ttl_secs,
+            rules: Vec::new(),
+        };
+        let merge =
+            |action: Action, restrictions: &[String], ttl: Option<u64>, d: &mut Decision| {
+                if action > d.action {
+                    d.action = action;
+                    d.ttl_secs = ttl.unwrap_or(self.restriction_ttl_secs);
+                }
+                for r in restrictions {
+                    if !d.restrictions.contains(r) {
+                        d.restrictions.push(r.clone());
+                    }
+                }
+            };
+        if let Some(b) = self.bands.iter().find(|b| score >= b.min_score) {
+            merge(b.action, &b.restrictions, b.ttl_secs, &mut d);
+        }
+        let mut overridden = None;
+        for r in &self.rules {
+            let fired = match &r.when {
+                Condition::ListHit(code) => list_hits.iter().any(|h| h == code),
+                Condition::Features(conds) => conds.iter().all(|(i, cmp, v)| {
+                    let x = features.get(*i).copied().unwrap_or(f64::NAN);
+                    match cmp {
+                        Cmp::Lt => x < *v,
+                        Cmp::Le => x <= *v,
+                        Cmp::Gt => x > *v,
+                        Cmp::Ge => x >= *v,
+                        Cmp::Eq => x == *v,
+                    }
+                }),
+            };
+            if fired {
+                d.rules.push(r.code.clone());
+                if r.overrides {
+                    overridden = Some(r);
+                } else {
+                    merge(r.action, &r.restrictions, r.ttl_secs, &mut d);
+                }
+            }
+        }
+        if let Some(r) = overridden {
+            d.action = r.action;
+            d.restrictions = r.restrictions.clone();
+            d.ttl_secs = r.ttl_secs.unwrap_or(self.restriction_ttl_secs);
+        }
+        if d.action != Action::Restrict {
+            d.restrictions.clear();
+        }
+        d
+    }
+}
+
+fn check_restrictions(
+    action: Action,
+    restrictions: &[String],
+    what: &str,
+) -> Result<(), PolicyError> {
+    if action == Action::Restrict && restrictions.is_empty() {
+        return Err(PolicyError::Invalid(format!(
+            "{what}: action restrict needs a non-empty `restrictions` list"
+        )));
+    }
+    if let Some(bad) = restrictions.iter().find(|r| !is_capability(r)) {
+        return Err(PolicyError::Invalid(format!(
+            "{what}: restriction {bad:?} must match ^[a-z][a-z0-9_]{{0,63}}$"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: &str = r#"
+        alert_at = "restrict"
+        [[band]]
+        min_score = 0.5
+        action = "restrict"
+        restrictions = ["transfer_funds"]
+        [[band]]
+        min_score = 0.9
+        action = "block"
+        [[rule]]
+        code = "blacklist_ip"
+        when = "blacklist_ip"
+        action = "block"
+        [[rule]]
+        code = "whitelist_user"
+        when = "whitelist_user"
+        action = "allow"
+        overrides = true
+        [[rule]]
+        code = "fresh_payee_transfer"
+        when = "session_payee_added_here == 1 and user_device_new == 1"
+        action = "restrict"
+        restrictions = ["transfer_funds", "add_payee"]
+    "#;
+
+    #[test]
+    fn bands_rules_and_overrides_pick_the_expected_action() {
+        let p = Policy::parse(P).unwrap();
+        let zeros = vec![0.0; FEATURES.len()];
+        assert_eq!(p.decide(0.1, &[], &zeros).action, Action::Allow);
+        let d = p.decide(0.6, &[], &zeros);
+        assert_eq!(
+            (d.action, d.restrictions.as_slice()),
+            (Action::Restrict, &["transfer_funds".to_string()][..])
+        );
+        assert_eq!(p.decide(0.95, &[], &zeros).action, Action::Block);
+        let d = p.decide(0.1, &["blacklist_ip".into()], &zeros);
+        assert_eq!(
+            (d.action, d.rules.as_slice()),
+            (Action::Block, &["blacklist_ip".to_string()][..])
+        );
+        assert_eq!(
+            p.decide(0.95, &["whitelist_user".into()], &zeros).action,
+            Action::Allow
+        );
+        let mut f = zeros.clone();
+        f[models::features::F::SessionPayeeAddedHere as usize] = 1.0;
+        f[models::features::F::UserDeviceNew as usize] = 1.0;
+        let d = p.decide(0.0, &[], &f);
+        assert_eq!(d.action, Action::Restrict);
+        assert_eq!(d.restrictions, vec!["transfer_funds", "add_payee"]);
+    }
+
+    #[test]
+    fn invalid_policies_are_refused_with_the_reason() {
+        let e = Policy::parse("[[band]]\nmin_score = 2.0\naction = \"block\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("min_score"), "{e}");
+        let e = Policy::parse("[[band]]\nmin_score = 0.5\naction = \"restrict\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("restrictions"), "{e}");
+        let e = Policy::parse("[[rule]]\ncode = \"x\"\nwhen = \"nope > 1\"\naction = \"block\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown feature"), "{e}");
+        let e = Policy::parse("[[band]]\nmin_score = 0.5\naction = \"explode\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("explode"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_policy_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/policy.toml");
+        let p = Policy::load(&path).unwrap();
+        assert!(!p.bands.is_empty() && p.rules.iter().any(|r| r.code == "blacklist_ip"));
+    }
+}

@@ -1,0 +1,185 @@
+//! Per-session decision state in Redis: the action only escalates within a session (until an
+//! operator lifts it) and expires on its own. Expiry is wall-clock: it is what the website sees.
+
+use models::Action;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionState {
+    pub action: Action,
+    pub restrictions: Vec<String>,
+    pub expires_at_ms: Option<i64>,
+    /// The session has already alerted (alerts are de-duplicated per session).
+    pub alerted: bool,
+    pub updated_at_ms: i64,
+}
+
+impl SessionState {
+    /// The state as it applies at `now` (an expired action is back to allow).
+    pub fn effective(&self, now_ms: i64) -> (Action, Vec<String>, Option<i64>) {
+        match self.expires_at_ms {
+            Some(t) if t <= now_ms => (Action::Allow, Vec::new(), None),
+            _ => (self.action, self.restrictions.clone(), self.expires_at_ms),
+        }
+    }
+}
+
+pub fn key(session_id: &str) -> String {
+    models::history::key("sess", session_id)
+}
+
+/// How long a session's state is kept after its last update (memory bound).
+const KEEP_MS: i64 = 24 * 3_600_000;
+
+#[derive(Clone)]
+pub struct SessionStore {
+    conn: ConnectionManager,
+}
+
+impl SessionStore {
+    pub fn new(conn: ConnectionManager) -> Self {
+        SessionStore { conn }
+    }
+
+    /// Reads the states of `ids` in one round trip.
+    pub async fn get_many(
+        &self,
+        ids: &[&str],
+    ) -> redis::RedisResult<HashMap<String, SessionState>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|s| key(s)).collect();
+        let mut c = self.conn.clone();
+        let vals: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut c).await?;
+        Ok(ids
+            .iter()
+            .zip(vals)
+            .filter_map(|(id, v)| {
+                v.and_then(|v| serde_json::from_str(&v).ok())
+                    .map(|s| (id.to_string(), s))
+            })
+            .collect())
+    }
+
+    /// Writes states in one round trip, each kept until its expiry (or a day).
+    pub async fn put_many(
+        &self,
+        states: &HashMap<String, SessionState>,
+        now_ms: i64,
+    ) -> redis::RedisResult<()> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (id, s) in states {
+            let keep = s
+                .expires_at_ms
+                .map(|t| (t - now_ms).max(0) + KEEP_MS)
+                .unwrap_or(KEEP_MS);
+            pipe.cmd("SET")
+                .arg(key(id))
+                .arg(serde_json::to_string(s).unwrap_or_default())
+                .arg("PX")
+                .arg(keep)
+                .ignore();
+        }
+        let mut c = self.conn.clone();
+        pipe.query_async::<()>(&mut c).await
+    }
+
+    pub async fn get(&self, id: &str) -> redis::RedisResult<Option<SessionState>> {
+        Ok(self.get_many(&[id]).await?.remove(id))
+    }
+}
+
+/// Escalates `prev` with a new decision; returns the new state and whether this is the
+/// session's first alert.
+pub fn escalate(
+    prev: Option<&SessionState>,
+    action: Action,
+    restrictions: &[String],
+    ttl_ms: i64,
+    alert_at: Action,
+    now_ms: i64,
+) -> (SessionState, bool) {
+    let (prev_action, mut rs, prev_exp) =
+        prev.map(|p| p.effective(now_ms))
+            .unwrap_or((Action::Allow, Vec::new(), None));
+    let alerted = prev.is_some_and(|p| p.alerted);
+    let new_action = prev_action.max(action);
+    for r in restrictions {
+        if !rs.contains(r) {
+            rs.push(r.clone());
+        }
+    }
+    if new_action != Action::Restrict {
+        rs.clear();
+    }
+    let expires = if action > Action::Allow {
+        Some(prev_exp.unwrap_or(0).max(now_ms + ttl_ms))
+    } else {
+        prev_exp
+    };
+    let first_alert = !alerted && new_action >= alert_at;
+    (
+        SessionState {
+            action: new_action,
+            restrictions: rs,
+            expires_at_ms: if new_action == Action::Allow {
+                None
+            } else {
+                expires
+            },
+            alerted: alerted || first_alert,
+            updated_at_ms: now_ms,
+        },
+        first_alert,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_only_escalate_and_alert_once_then_expire() {
+        let r = |s: &str| vec![s.to_string()];
+        let (s1, a1) = escalate(
+            None,
+            Action::Restrict,
+            &r("transfer_funds"),
+            1000,
+            Action::Restrict,
+            0,
+        );
+        assert!(a1);
+        assert_eq!(
+            (s1.action, s1.expires_at_ms),
+            (Action::Restrict, Some(1000))
+        );
+        let (s2, a2) = escalate(Some(&s1), Action::Allow, &[], 1000, Action::Restrict, 10);
+        assert!(!a2, "alerts once per session");
+        assert_eq!(
+            (s2.action, s2.restrictions.clone()),
+            (Action::Restrict, r("transfer_funds"))
+        );
+        let (s3, _) = escalate(
+            Some(&s2),
+            Action::Restrict,
+            &r("add_payee"),
+            1000,
+            Action::Restrict,
+            20,
+        );
+        assert_eq!(s3.restrictions, vec!["transfer_funds", "add_payee"]);
+        let (s4, _) = escalate(Some(&s3), Action::Allow, &[], 1000, Action::Restrict, 5000);
+        assert_eq!(
+            (s4.action, s4.expires_at_ms),
+            (Action::Allow, None),
+            "expired restriction lapses"
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! A private broker + Redis for one test binary, so tests never collide with a running demo.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub kafka_port: u16,
+    pub redis_port: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the repo")
+        .to_path_buf()
+}
+
+impl Stack {
+    /// Starts a stack (installing tansu/redis if missing, as `scripts/stack up` does).
+    pub fn start() -> Stack {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let stack = Stack {
+            dir,
+            kafka_port: free_port(),
+            redis_port: free_port(),
+        };
+        let status = stack.script("up");
+        assert!(status.success(), "scripts/stack up failed");
+        stack
+    }
+
+    pub fn script(&self, verb: &str) -> std::process::ExitStatus {
+        Command::new(repo_root().join("scripts/stack"))
+            .arg(verb)
+            .env("STACK_DIR", self.dir.path())
+            .env("KAFKA_PORT", self.kafka_port.to_string())
+            .env("REDIS_PORT", self.redis_port.to_string())
+            .status()
+            .expect("running scripts/stack")
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.kafka_port)
+    }
+
+    pub fn redis_url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.redis_port)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.script("down");
+    }
+}

@@ -1,0 +1,186 @@
+//! From lake to labelled feature rows.
+
+use models::features::{FEATURES, replay_one};
+use models::history::MemoryHistory;
+use models::{ClickEvent, Label};
+use std::collections::HashMap;
+use std::path::Path;
+
+pub const DAY_MS: i64 = 86_400_000;
+
+/// One labelled event.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub ts: i64,
+    pub session: u32,
+    pub fraud: bool,
+    pub transfer_value: f64,
+    pub x: Vec<f32>,
+}
+
+#[derive(Debug, Default)]
+pub struct Dataset {
+    pub rows: Vec<Row>,
+    pub sessions: Vec<String>,
+    pub first_ts: i64,
+    pub last_ts: i64,
+    pub cutoff: i64,
+    pub events_read: usize,
+    pub events_rejected: usize,
+    pub labels_used: usize,
+    pub labels_late: usize,
+}
+
+/// What the labels known at `cutoff` say: fraudulent sessions, and accounts labelled
+/// fraudulent from a time on. A later label about the same session overrides an earlier one.
+pub struct Truth {
+    sessions: HashMap<String, bool>,
+    accounts: HashMap<String, i64>,
+}
+
+impl Truth {
+    pub fn known_at(labels: &[Label], cutoff: i64) -> (Truth, usize, usize) {
+        let mut t = Truth {
+            sessions: HashMap::new(),
+            accounts: HashMap::new(),
+        };
+        let (mut used, mut late) = (0, 0);
+        for l in labels {
+            if l.ts > cutoff {
+                late += 1;
+                continue;
+            }
+            used += 1;
+            match &l.session_id {
+                Some(s) => {
+                    t.sessions.insert(s.clone(), l.is_fraud);
+                }
+                None if l.is_fraud => {
+                    let e = t.accounts.entry(l.user_id.clone()).or_insert(l.ts);
+                    *e = (*e).min(l.ts);
+                }
+                None => {
+                    t.accounts.remove(&l.user_id);
+                }
+            }
+        }
+        (t, used, late)
+    }
+
+    pub fn is_fraud(&self, ev: &ClickEvent) -> bool {
+        if let Some(f) = self.sessions.get(&ev.session_id) {
+            return *f;
+        }
+        // An account label speaks of the account from then on.
+        match (
+            &ev.user_id,
+            ev.user_id.as_ref().and_then(|u| self.accounts.get(u)),
+        ) {
+            (Some(_), Some(since)) => ev.ts >= *since,
+            _ => false,
+        }
+    }
+}
+
+/// Replays the whole lake, oldest partition first, through one in-memory history, so every
+/// event's features see exactly the history before it, as live. `cutoff` defaults to the
+/// newest event; labels after it are ignored (they were not known yet).
+pub fn build(
+    lake: &Path,
+    cutoff: Option<i64>,
+    mut progress: impl FnMut(&str, usize),
+) -> anyhow::Result<Dataset> {
+    lake::check_lake(lake)?;
+    let labels = lake::read_labels(lake)?;
+    let parts = lake::partitions(lake, lake::EVENTS)?;
+    let mut history = MemoryHistory::new();
+    let mut ds = Dataset {
+        first_ts: i64::MAX,
+        last_ts: i64::MIN,
+        ..Dataset::default()
+    };
+    // The cut-off defaults to the newest event, found in the newest partition.
+    ds.cutoff = match (cutoff, parts.last()) {
+        (Some(c), _) => c,
+        (None, Some((_, files))) => lake::read_events(files)?
+            .0
+            .last()
+            .map(|e| e.ts)
+            .unwrap_or(0),
+        (None, None) => 0,
+    };
+    let (truth, used, late) = Truth::known_at(&labels, ds.cutoff);
+    ds.labels_used = used;
+    ds.labels_late = late;
+    let mut session_ids: HashMap<String, u32> = HashMap::new();
+    // Date partitions hold disjoint, ordered days: replaying them one at a time in date order is
+    // replaying the whole lake in event-time order, with one day in memory.
+    for (date, files) in &parts {
+        let (events, rejected) = lake::read_events(files)?;
+        ds.events_rejected += rejected;
+        ds.events_read += events.len();
+        progress(date, events.len());
+        for ev in &events {
+            if ev.ts > ds.cutoff {
+                break;
+            }
+            let f = replay_one(&mut history, ev);
+            let next = session_ids.len() as u32;
+            let session = *session_ids.entry(ev.session_id.clone()).or_insert_with(|| {
+                ds.sessions.push(ev.session_id.clone());
+                next
+            });
+            ds.first_ts = ds.first_ts.min(ev.ts);
+            ds.last_ts = ds.last_ts.max(ev.ts);
+            ds.rows.push(Row {
+                ts: ev.ts,
+                session,
+                fraud: truth.is_fraud(ev),
+                transfer_value: if ev.is(models::event::kind::TRANSFER) {
+                    ev.amount.unwrap_or(0.0)
+                } else {
+                    0.0
+                },
+                x: f.0.iter().map(|v| *v as f32).collect(),
+            });
+        }
+    }
+    debug_assert!(ds.rows.iter().all(|r| r.x.len() == FEATURES.len()));
+    Ok(ds)
+}
+
+/// Row indices of the train, validation and test windows. Events younger than the label
+/// delay are left out (their labels may not have arrived), and a gap separates the windows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Split {
+    pub train: (i64, i64),
+    pub valid: (i64, i64),
+    pub test: (i64, i64),
+}
+
+impl Split {
+    pub fn by_time(first: i64, cutoff: i64, label_delay_days: f64) -> anyhow::Result<Split> {
+        let mature = cutoff - (label_delay_days * DAY_MS as f64) as i64;
+        let span = mature - first;
+        if span < DAY_MS {
+            anyhow::bail!(
+                "the lake has {:.1} days of events older than the {label_delay_days}-day label delay; \
+                 at least 1 is needed (generate more history or lower --label-delay-days)",
+                span as f64 / DAY_MS as f64
+            );
+        }
+        let at = |f: f64| first + (span as f64 * f) as i64;
+        Ok(Split {
+            train: (first, at(0.6)),
+            valid: (at(0.6), at(0.75)),
+            test: (at(0.78), mature),
+        })
+    }
+
+    pub fn rows<'a>(&self, ds: &'a Dataset, window: (i64, i64)) -> Vec<&'a Row> {
+        ds.rows
+            .iter()
+            .filter(|r| r.ts >= window.0 && r.ts < window.1)
+            .collect()
+    }
+}
