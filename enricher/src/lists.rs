@@ -159,15 +159,14 @@ impl Snapshot {
                     .exact
                     .get(&(list.to_string(), kind.to_string()))
                     .and_then(|m| m.get(v))
+                    && live(e)
                 {
-                    if live(e) {
-                        out.push(ListHit {
-                            list: list.into(),
-                            kind: kind.into(),
-                            value: v.into(),
-                            reason: e.reason.clone(),
-                        });
-                    }
+                    out.push(ListHit {
+                        list: list.into(),
+                        kind: kind.into(),
+                        value: v.into(),
+                        reason: e.reason.clone(),
+                    });
                 }
             };
             check("ip", Some(&ip));

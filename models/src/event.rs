@@ -145,25 +145,25 @@ impl ClickEvent {
         opt_len("method", &self.method, 16)?;
         opt_len("referrer", &self.referrer, 2048)?;
         opt_len("payee_id", &self.payee_id, 128)?;
-        if let Some(s) = self.status {
-            if !(100..=599).contains(&s) {
-                return bad(format!("status {s} must be within 100..=599"));
-            }
+        if let Some(s) = self.status
+            && !(100..=599).contains(&s)
+        {
+            return bad(format!("status {s} must be within 100..=599"));
         }
-        if let Some(c) = &self.country {
-            if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
-                return bad(format!("country {c:?} must be two upper-case letters"));
-            }
+        if let Some(c) = &self.country
+            && (c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()))
+        {
+            return bad(format!("country {c:?} must be two upper-case letters"));
         }
-        if let Some(c) = &self.currency {
-            if c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
-                return bad(format!("currency {c:?} must be three upper-case letters"));
-            }
+        if let Some(c) = &self.currency
+            && (c.len() != 3 || !c.bytes().all(|b| b.is_ascii_uppercase()))
+        {
+            return bad(format!("currency {c:?} must be three upper-case letters"));
         }
-        if let Some(a) = self.amount {
-            if !a.is_finite() || a < 0.0 {
-                return bad(format!("amount {a} must be a finite number >= 0"));
-            }
+        if let Some(a) = self.amount
+            && (!a.is_finite() || a < 0.0)
+        {
+            return bad(format!("amount {a} must be a finite number >= 0"));
         }
         if let Some(attrs) = &self.attrs {
             if attrs.len() > 64 {

@@ -35,11 +35,17 @@ fn transformed(r: &Row) -> impl Iterator<Item = f64> + '_ {
         .map(|(v, f)| f.transform.apply(f64::from(*v)))
 }
 
-/// Fits the logistic model; returns `(mean, scale, coef, intercept)` on the transformed space.
-pub fn fit_logistic(
-    rows: &[&Row],
-    p: Params,
-) -> anyhow::Result<(Vec<f64>, Vec<f64>, Vec<f64>, f64)> {
+/// A fitted logistic model on the transformed, standardized feature space.
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    pub mean: Vec<f64>,
+    pub scale: Vec<f64>,
+    pub coef: Vec<f64>,
+    pub intercept: f64,
+}
+
+/// Fits the logistic model.
+pub fn fit_logistic(rows: &[&Row], p: Params) -> anyhow::Result<Fitted> {
     let n_f = FEATURES.len();
     let pos = rows.iter().filter(|r| r.fraud).count();
     let neg = rows.len() - pos;
@@ -95,7 +101,12 @@ pub fn fit_logistic(
     let probabilities_are_fraud = (prob >= 0.5) == class;
     let sign = if probabilities_are_fraud { 1.0 } else { -1.0 };
     let coef = fitted.params().iter().map(|c| sign * c).collect();
-    Ok((mean, scale, coef, sign * fitted.intercept()))
+    Ok(Fitted {
+        mean,
+        scale,
+        coef,
+        intercept: sign * fitted.intercept(),
+    })
 }
 
 /// Platt scaling: fits `p = sigmoid(a * margin + b)` by Newton's method on the log loss.
@@ -138,12 +149,13 @@ pub fn fit_platt(margins: &[f64], labels: &[bool]) -> Platt {
     }
 }
 
-pub fn artifact(
-    version: &str,
-    fit: (Vec<f64>, Vec<f64>, Vec<f64>, f64),
-    meta: serde_json::Value,
-) -> ModelArtifact {
-    let (mean, scale, coef, intercept) = fit;
+pub fn artifact(version: &str, fit: Fitted, meta: serde_json::Value) -> ModelArtifact {
+    let Fitted {
+        mean,
+        scale,
+        coef,
+        intercept,
+    } = fit;
     ModelArtifact {
         version: version.to_string(),
         feature_schema: feature_schema_hash(),
@@ -223,7 +235,12 @@ mod tests {
         );
 
         // Our dot product reproduces the fitted margin exactly (no calibration set here).
-        let (mean, scale, coef, intercept) = fit;
+        let Fitted {
+            mean,
+            scale,
+            coef,
+            intercept,
+        } = fit;
         let x: Vec<f64> = transformed(fraud_row)
             .enumerate()
             .map(|(j, v)| (v - mean[j]) / scale[j])
@@ -248,9 +265,9 @@ mod tests {
             .unwrap();
             let dev = models::features::F::UserDeviceNew as usize;
             assert!(
-                fit.2[dev] > 0.0,
+                fit.coef[dev] > 0.0,
                 "a new device raises the fraud score (share {positive_share}): {}",
-                fit.2[dev]
+                fit.coef[dev]
             );
         }
     }
