@@ -34,11 +34,7 @@ fn list_err(e: ListError) -> ApiError {
 }
 
 fn check_list(list: &str) -> Result<(), ApiError> {
-    if crate::lists::LIST_NAMES.contains(&list) {
-        Ok(())
-    } else {
-        Err(list_err(ListError::List(list.into())))
-    }
+    if crate::lists::LIST_NAMES.contains(&list) { Ok(()) } else { Err(list_err(ListError::List(list.into()))) }
 }
 
 async fn add(
@@ -51,23 +47,15 @@ async fn add(
     check_list(&list)?;
     let value = canonical(&kind, &body.value).map_err(list_err)?;
     let expires_at_ms = match &body.expires_at {
-        Some(t) => Some(
-            models::parse_ts(t)
-                .ok_or_else(|| ApiError::BadRequest(format!("expires_at {t:?} is not RFC 3339")))?,
-        ),
+        Some(t) => {
+            Some(models::parse_ts(t).ok_or_else(|| ApiError::BadRequest(format!("expires_at {t:?} is not RFC 3339")))?)
+        }
         None => None,
     };
     let mut reason = body.reason;
     reason.truncate(512);
-    let entry = Entry {
-        list,
-        kind,
-        value,
-        reason,
-        added_by: actor.clone(),
-        added_at_ms: platform::now_ms(),
-        expires_at_ms,
-    };
+    let entry =
+        Entry { list, kind, value, reason, added_by: actor.clone(), added_at_ms: platform::now_ms(), expires_at_ms };
     s.store.upsert(&entry, &actor).await.map_err(list_err)?;
     Ok(Json(entry))
 }
@@ -80,34 +68,20 @@ async fn remove(
     let actor = s.tokens.authorize(&headers)?;
     check_list(&list)?;
     let value = canonical(&kind, &value).map_err(list_err)?;
-    if s.store
-        .remove(&list, &kind, &value, &actor)
-        .await
-        .map_err(list_err)?
-    {
+    if s.store.remove(&list, &kind, &value, &actor).await.map_err(list_err)? {
         Ok(Json(serde_json::json!({"removed": true})))
     } else {
-        Err(ApiError::NotFound(format!(
-            "{list}/{kind}/{value} is not listed"
-        )))
+        Err(ApiError::NotFound(format!("{list}/{kind}/{value} is not listed")))
     }
 }
 
-async fn list_all(
-    State(s): State<AdminState>,
-    headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+async fn list_all(State(s): State<AdminState>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
     s.tokens.authorize(&headers)?;
     let (version, entries) = s.store.entries().await.map_err(list_err)?;
-    Ok(Json(
-        serde_json::json!({"version": version, "entries": entries}),
-    ))
+    Ok(Json(serde_json::json!({"version": version, "entries": entries})))
 }
 
-async fn audit(
-    State(s): State<AdminState>,
-    headers: HeaderMap,
-) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+async fn audit(State(s): State<AdminState>, headers: HeaderMap) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     s.tokens.authorize(&headers)?;
     Ok(Json(s.store.audit(1000).await.map_err(list_err)?))
 }

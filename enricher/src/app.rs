@@ -18,11 +18,7 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "enricher",
-    version,
-    about = "Click events in; features and list hits out"
-)]
+#[command(name = "enricher", version, about = "Click events in; features and list hits out")]
 pub struct Config {
     #[command(flatten)]
     pub kafka: KafkaArgs,
@@ -40,12 +36,7 @@ pub struct Config {
     #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = models::event::DEFAULT_MAX_EVENT_BYTES)]
     pub max_event_bytes: usize,
     /// Tokens for the lists API, `name:token`, comma separated. Never printed.
-    #[arg(
-        long,
-        env = "ADMIN_TOKENS",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
+    #[arg(long, env = "ADMIN_TOKENS", value_delimiter = ',', hide_env_values = true)]
     pub admin_tokens: Vec<String>,
 }
 
@@ -67,17 +58,10 @@ impl EnricherMetrics {
     pub fn register(r: &Registry) -> anyhow::Result<Self> {
         let m = EnricherMetrics {
             pipeline: PipelineMetrics::register(r)?,
-            list_hits: IntCounterVec::new(
-                Opts::new(LIST_HITS, "List hits, by list and kind"),
-                &["list", "kind"],
-            )?,
-            list_entries: IntGaugeVec::new(
-                Opts::new(LIST_ENTRIES, "Entries per list in the cache"),
-                &["list"],
-            )?,
+            list_hits: IntCounterVec::new(Opts::new(LIST_HITS, "List hits, by list and kind"), &["list", "kind"])?,
+            list_entries: IntGaugeVec::new(Opts::new(LIST_ENTRIES, "Entries per list in the cache"), &["list"])?,
             redis_seconds: HistogramVec::new(
-                HistogramOpts::new(REDIS_SECONDS, "Redis pipeline round trips")
-                    .buckets(latency_buckets()),
+                HistogramOpts::new(REDIS_SECONDS, "Redis pipeline round trips").buckets(latency_buckets()),
                 &["op"],
             )?,
             redis_errors: IntCounterVec::new(Opts::new(REDIS_ERRORS, "Redis errors"), &["op"])?,
@@ -108,14 +92,7 @@ impl<S: HistoryStore> Enricher<S> {
         max_event_bytes: usize,
         metrics: EnricherMetrics,
     ) -> Self {
-        Enricher {
-            store,
-            lists,
-            topics,
-            max_event_bytes,
-            metrics,
-            schema: feature_schema_hash(),
-        }
+        Enricher { store, lists, topics, max_event_bytes, metrics, schema: feature_schema_hash() }
     }
 }
 
@@ -131,12 +108,9 @@ impl<S: HistoryStore> Processor for Enricher<S> {
                     decoded.push((i, ev));
                     slots.push(None);
                 }
-                Err(e) => slots.push(Some(OutRecord::dead_letter(
-                    &self.topics.dlq_topic,
-                    rec,
-                    e.reason(),
-                    &e.to_string(),
-                ))),
+                Err(e) => {
+                    slots.push(Some(OutRecord::dead_letter(&self.topics.dlq_topic, rec, e.reason(), &e.to_string())))
+                }
             }
         }
         let plans: Vec<_> = decoded.iter().map(|(_, ev)| features::plan(ev)).collect();
@@ -145,17 +119,11 @@ impl<S: HistoryStore> Processor for Enricher<S> {
         let results = match self.store.execute(&ops).await {
             Ok(r) => r,
             Err(e) => {
-                self.metrics
-                    .redis_errors
-                    .with_label_values(&["history"])
-                    .inc();
+                self.metrics.redis_errors.with_label_values(&["history"]).inc();
                 return Err(anyhow::Error::new(e).context("history round trip"));
             }
         };
-        self.metrics
-            .redis_seconds
-            .with_label_values(&["history"])
-            .observe(started.elapsed().as_secs_f64());
+        self.metrics.redis_seconds.with_label_values(&["history"]).observe(started.elapsed().as_secs_f64());
         let lists = self.lists.get();
         let now = platform::now_ms();
         let mut offset = 0;
@@ -165,10 +133,7 @@ impl<S: HistoryStore> Processor for Enricher<S> {
             offset += n;
             let list_hits = lists.hits(&ev, now);
             for h in &list_hits {
-                self.metrics
-                    .list_hits
-                    .with_label_values(&[&h.list, &h.kind])
-                    .inc();
+                self.metrics.list_hits.with_label_values(&[&h.list, &h.kind]).inc();
             }
             let enriched = EnrichedEvent {
                 features: fv,
@@ -196,53 +161,25 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let redis_shown = platform::config::redact_url(&cfg.redis.redis_url);
     let store = RedisStore::connect(&cfg.redis.redis_url)
         .await
-        .with_context(|| {
-            format!("connecting to Redis at {redis_shown} (set --redis-url / REDIS_URL)")
-        })?;
+        .with_context(|| format!("connecting to Redis at {redis_shown} (set --redis-url / REDIS_URL)"))?;
     let list_store = ListStore::new(store.connection());
     let cache = ListCache::default();
     // Load the lists before consuming, so the first events already see them.
-    cache.set(
-        list_store
-            .load()
-            .await
-            .context("loading blacklists and whitelists from Redis")?,
-    );
+    cache.set(list_store.load().await.context("loading blacklists and whitelists from Redis")?);
     let ready = Readiness::default();
     let routes = admin::routes(AdminState {
         store: list_store.clone(),
         tokens: platform::auth::Tokens::parse(&cfg.admin_tokens),
     });
-    let (http_addr, http) = platform::http::serve(
-        cfg.http_addr,
-        routes,
-        registry,
-        ready.clone(),
-        shutdown.clone(),
-    )
-    .await?;
-    let pipeline = Pipeline::new(
-        &cfg.kafka,
-        &cfg.group_id,
-        &[&cfg.topics.clickstream_topic],
-        metrics.pipeline.clone(),
-    )?;
-    let enricher = Enricher::new(
-        store,
-        cache.clone(),
-        cfg.topics.clone(),
-        cfg.max_event_bytes,
-        metrics.clone(),
-    );
+    let (http_addr, http) =
+        platform::http::serve(cfg.http_addr, routes, registry, ready.clone(), shutdown.clone()).await?;
+    let pipeline =
+        Pipeline::new(&cfg.kafka, &cfg.group_id, &[&cfg.topics.clickstream_topic], metrics.pipeline.clone())?;
+    let enricher = Enricher::new(store, cache.clone(), cfg.topics.clone(), cfg.max_event_bytes, metrics.clone());
     tracing::info!(%http_addr, brokers = %cfg.kafka.brokers, redis = %redis_shown, schema = %feature_schema_hash(), "enricher started");
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(async move { http.await? });
-    tasks.spawn(lists::refresh_loop(
-        list_store,
-        cache,
-        metrics.list_entries.clone(),
-        shutdown.clone(),
-    ));
+    tasks.spawn(lists::refresh_loop(list_store, cache, metrics.list_entries.clone(), shutdown.clone()));
     let token = shutdown.clone();
     tasks.spawn(async move { pipeline.run(enricher, ready, token).await });
     Ok(platform::supervise(http_addr, shutdown, tasks))

@@ -84,21 +84,11 @@ impl Cidr {
 
 /// Validates and canonicalises a value for its kind.
 pub fn canonical(kind: &str, value: &str) -> Result<String, ListError> {
-    let bad = || ListError::Value {
-        kind: kind.to_string(),
-        value: value.chars().take(64).collect(),
-    };
+    let bad = || ListError::Value { kind: kind.to_string(), value: value.chars().take(64).collect() };
     match kind {
-        "ip" => value
-            .parse::<IpAddr>()
-            .map(|ip| ip.to_string())
-            .map_err(|_| bad()),
-        "cidr" => Cidr::parse(value)
-            .map(|c| format!("{}/{}", c.addr, c.prefix))
-            .ok_or_else(bad),
-        "user" | "device" | "payee" if !value.is_empty() && value.len() <= 256 => {
-            Ok(value.to_string())
-        }
+        "ip" => value.parse::<IpAddr>().map(|ip| ip.to_string()).map_err(|_| bad()),
+        "cidr" => Cidr::parse(value).map(|c| format!("{}/{}", c.addr, c.prefix)).ok_or_else(bad),
+        "user" | "device" | "payee" if !value.is_empty() && value.len() <= 256 => Ok(value.to_string()),
         "user" | "device" | "payee" => Err(bad()),
         other => Err(ListError::Kind(other.to_string())),
     }
@@ -119,10 +109,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn from_entries(version: i64, entries: impl IntoIterator<Item = Entry>) -> Snapshot {
-        let mut s = Snapshot {
-            version,
-            ..Snapshot::default()
-        };
+        let mut s = Snapshot { version, ..Snapshot::default() };
         for e in entries {
             s.len += 1;
             if e.kind == "cidr" {
@@ -130,10 +117,7 @@ impl Snapshot {
                     s.cidrs.push((c, e));
                 }
             } else {
-                s.exact
-                    .entry((e.list.clone(), e.kind.clone()))
-                    .or_default()
-                    .insert(e.value.clone(), e);
+                s.exact.entry((e.list.clone(), e.kind.clone())).or_default().insert(e.value.clone(), e);
             }
         }
         s
@@ -155,10 +139,7 @@ impl Snapshot {
         for list in LIST_NAMES {
             let mut check = |kind: &str, v: Option<&str>| {
                 let Some(v) = v else { return };
-                if let Some(e) = self
-                    .exact
-                    .get(&(list.to_string(), kind.to_string()))
-                    .and_then(|m| m.get(v))
+                if let Some(e) = self.exact.get(&(list.to_string(), kind.to_string())).and_then(|m| m.get(v))
                     && live(e)
                 {
                     out.push(ListHit {
@@ -216,11 +197,7 @@ impl ListStore {
         let audit = serde_json::json!({"at_ms": platform::now_ms(), "actor": actor, "action": "add", "entry": e});
         redis::pipe()
             .atomic()
-            .hset(
-                LISTS_KEY,
-                field(&e.list, &e.kind, &e.value),
-                serde_json::to_string(e).unwrap_or_default(),
-            )
+            .hset(LISTS_KEY, field(&e.list, &e.kind, &e.value), serde_json::to_string(e).unwrap_or_default())
             .ignore()
             .incr(VERSION_KEY, 1)
             .ignore()
@@ -234,13 +211,7 @@ impl ListStore {
     }
 
     /// Returns whether the entry existed.
-    pub async fn remove(
-        &self,
-        list: &str,
-        kind: &str,
-        value: &str,
-        actor: &str,
-    ) -> Result<bool, ListError> {
+    pub async fn remove(&self, list: &str, kind: &str, value: &str, actor: &str) -> Result<bool, ListError> {
         let mut c = self.conn.clone();
         let audit = serde_json::json!({"at_ms": platform::now_ms(), "actor": actor, "action": "remove",
             "entry": {"list": list, "kind": kind, "value": value}});
@@ -267,15 +238,10 @@ impl ListStore {
     /// The version and every entry, sorted by list, kind and value.
     pub async fn entries(&self) -> Result<(i64, Vec<Entry>), ListError> {
         let mut c = self.conn.clone();
-        let (version, all): (Option<i64>, HashMap<String, String>) = redis::pipe()
-            .get(VERSION_KEY)
-            .hgetall(LISTS_KEY)
-            .query_async(&mut c)
-            .await?;
-        let mut entries: Vec<Entry> = all
-            .into_values()
-            .filter_map(|v| serde_json::from_str::<Entry>(&v).ok())
-            .collect();
+        let (version, all): (Option<i64>, HashMap<String, String>) =
+            redis::pipe().get(VERSION_KEY).hgetall(LISTS_KEY).query_async(&mut c).await?;
+        let mut entries: Vec<Entry> =
+            all.into_values().filter_map(|v| serde_json::from_str::<Entry>(&v).ok()).collect();
         entries.sort_by(|a, b| (&a.list, &a.kind, &a.value).cmp(&(&b.list, &b.kind, &b.value)));
         Ok((version.unwrap_or(0), entries))
     }
@@ -288,10 +254,7 @@ impl ListStore {
     pub async fn audit(&self, limit: isize) -> Result<Vec<serde_json::Value>, ListError> {
         let mut c = self.conn.clone();
         let rows: Vec<String> = c.lrange(AUDIT_KEY, 0, limit - 1).await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| serde_json::from_str(r).ok())
-            .collect())
+        Ok(rows.iter().filter_map(|r| serde_json::from_str(r).ok()).collect())
     }
 }
 
@@ -309,12 +272,7 @@ pub async fn refresh_loop(
                 Ok(s) => {
                     known = s.version;
                     for list in LIST_NAMES {
-                        let n = s
-                            .exact
-                            .iter()
-                            .filter(|((l, _), _)| l == list)
-                            .map(|(_, m)| m.len())
-                            .sum::<usize>()
+                        let n = s.exact.iter().filter(|((l, _), _)| l == list).map(|(_, m)| m.len()).sum::<usize>()
                             + s.cidrs.iter().filter(|(_, e)| e.list == list).count();
                         sizes.with_label_values(&[list]).set(n as i64);
                     }
@@ -363,10 +321,7 @@ mod tests {
             added_at_ms: 0,
             expires_at_ms: exp,
         };
-        let s = Snapshot::from_entries(
-            1,
-            [e("1.2.3.4", "ip", Some(100)), e("1.2.0.0/16", "cidr", None)],
-        );
+        let s = Snapshot::from_entries(1, [e("1.2.3.4", "ip", Some(100)), e("1.2.0.0/16", "cidr", None)]);
         let ev: models::ClickEvent = serde_json::from_str(
             r#"{"event_id":"e","ts":"2026-01-01T00:00:00Z","session_id":"s","type":"login","ip":"1.2.3.4"}"#,
         )

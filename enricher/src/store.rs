@@ -17,8 +17,7 @@ pub enum StoreError {
 /// A place where feature history lives. Implementations must give [`Op`]s the semantics that
 /// [`MemoryHistory`] defines; `contract_tests` checks that for every implementation.
 pub trait HistoryStore: Send + Sync {
-    fn execute(&self, ops: &[Op])
-    -> impl Future<Output = Result<Vec<OpResult>, StoreError>> + Send;
+    fn execute(&self, ops: &[Op]) -> impl Future<Output = Result<Vec<OpResult>, StoreError>> + Send;
 }
 
 /// In-process store (offline replay, tests).
@@ -77,10 +76,7 @@ fn string_of(v: &Value) -> Option<String> {
 }
 
 fn to_result(op: &Op, v: Value) -> Result<OpResult, StoreError> {
-    let bad = |v: &Value| StoreError::Reply {
-        op: op_name(op),
-        reply: format!("{v:?}"),
-    };
+    let bad = |v: &Value| StoreError::Reply { op: op_name(op), reply: format!("{v:?}") };
     Ok(match op {
         Op::Count { .. } => match v {
             Value::Int(n) => OpResult::Count(n.max(0) as u64),
@@ -96,20 +92,14 @@ fn to_result(op: &Op, v: Value) -> Result<OpResult, StoreError> {
             let mut it = items.iter();
             while let (Some(m), Some(s)) = (it.next(), it.next()) {
                 let member = string_of(m).ok_or_else(|| bad(m))?;
-                let score = string_of(s)
-                    .and_then(|s| s.parse::<f64>().ok())
-                    .ok_or_else(|| bad(s))?;
+                let score = string_of(s).and_then(|s| s.parse::<f64>().ok()).ok_or_else(|| bad(s))?;
                 out.push((member, score as i64));
             }
             OpResult::Range(out)
         }
         Op::FirstSeen { .. } | Op::Lookup { .. } => match v {
             Value::Nil => OpResult::Time(None),
-            other => OpResult::Time(Some(
-                string_of(&other)
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| bad(&other))?,
-            )),
+            other => OpResult::Time(Some(string_of(&other).and_then(|s| s.parse().ok()).ok_or_else(|| bad(&other))?)),
         },
         Op::Swap { .. } | Op::Get { .. } => match v {
             Value::Nil => OpResult::Value(None),
@@ -128,44 +118,15 @@ impl HistoryStore for RedisStore {
                     pipe.cmd("ZCOUNT").arg(key).arg(*from).arg(*to);
                 }
                 Op::Range { key, from, to } => {
-                    pipe.cmd("ZRANGEBYSCORE")
-                        .arg(key)
-                        .arg(*from)
-                        .arg(*to)
-                        .arg("WITHSCORES");
+                    pipe.cmd("ZRANGEBYSCORE").arg(key).arg(*from).arg(*to).arg("WITHSCORES");
                 }
-                Op::Add {
-                    key,
-                    member,
-                    ts,
-                    keep_after,
-                    max_len,
-                    ttl_s,
-                } => {
-                    pipe.cmd("ZADD")
-                        .arg(key)
-                        .arg("GT")
-                        .arg(*ts)
-                        .arg(member)
-                        .ignore();
-                    pipe.cmd("ZREMRANGEBYSCORE")
-                        .arg(key)
-                        .arg("-inf")
-                        .arg(format!("({keep_after}"))
-                        .ignore();
-                    pipe.cmd("ZREMRANGEBYRANK")
-                        .arg(key)
-                        .arg(0)
-                        .arg(-(*max_len as i64) - 1)
-                        .ignore();
+                Op::Add { key, member, ts, keep_after, max_len, ttl_s } => {
+                    pipe.cmd("ZADD").arg(key).arg("GT").arg(*ts).arg(member).ignore();
+                    pipe.cmd("ZREMRANGEBYSCORE").arg(key).arg("-inf").arg(format!("({keep_after}")).ignore();
+                    pipe.cmd("ZREMRANGEBYRANK").arg(key).arg(0).arg(-(*max_len as i64) - 1).ignore();
                     pipe.cmd("EXPIRE").arg(key).arg(*ttl_s).ignore();
                 }
-                Op::FirstSeen {
-                    key,
-                    member,
-                    ts,
-                    ttl_s,
-                } => {
+                Op::FirstSeen { key, member, ts, ttl_s } => {
                     pipe.cmd("HGET").arg(key).arg(member);
                     pipe.cmd("HSETNX").arg(key).arg(member).arg(*ts).ignore();
                     pipe.cmd("EXPIRE").arg(key).arg(*ttl_s).ignore();
@@ -174,12 +135,7 @@ impl HistoryStore for RedisStore {
                     pipe.cmd("HGET").arg(key).arg(member);
                 }
                 Op::Swap { key, value, ttl_s } => {
-                    pipe.cmd("SET")
-                        .arg(key)
-                        .arg(value)
-                        .arg("EX")
-                        .arg(*ttl_s)
-                        .arg("GET");
+                    pipe.cmd("SET").arg(key).arg(value).arg("EX").arg(*ttl_s).arg("GET");
                 }
                 Op::Get { key } => {
                     pipe.cmd("GET").arg(key);
@@ -192,10 +148,7 @@ impl HistoryStore for RedisStore {
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
             if op.has_result() {
-                let v = values.next().ok_or(StoreError::Reply {
-                    op: op_name(op),
-                    reply: "missing".into(),
-                })?;
+                let v = values.next().ok_or(StoreError::Reply { op: op_name(op), reply: "missing".into() })?;
                 out.push(to_result(op, v)?);
             } else {
                 out.push(OpResult::Done);
@@ -211,14 +164,7 @@ pub mod contract_tests {
     use super::*;
 
     fn add(key: &str, member: &str, ts: i64, keep_after: i64, max_len: usize) -> Op {
-        Op::Add {
-            key: key.into(),
-            member: member.into(),
-            ts,
-            keep_after,
-            max_len,
-            ttl_s: 3600,
-        }
+        Op::Add { key: key.into(), member: member.into(), ts, keep_after, max_len, ttl_s: 3600 }
     }
 
     /// Runs the contract against `store`; keys are prefixed with `ns` so runs do not collide.
@@ -229,90 +175,34 @@ pub mod contract_tests {
             add(&k("z"), "a", 5, 0, 10),
             add(&k("z"), "b", 20, 0, 10),
             add(&k("z"), "c", 20, 0, 10),
-            Op::Range {
-                key: k("z"),
-                from: 0,
-                to: 100,
-            },
-            Op::Count {
-                key: k("z"),
-                from: 10,
-                to: 19,
-            },
+            Op::Range { key: k("z"), from: 0, to: 100 },
+            Op::Count { key: k("z"), from: 10, to: 19 },
             add(&k("z"), "d", 40, 15, 2),
-            Op::Range {
-                key: k("z"),
-                from: i64::MIN / 2,
-                to: i64::MAX / 2,
-            },
-            Op::Count {
-                key: k("missing"),
-                from: 0,
-                to: 10,
-            },
-            Op::FirstSeen {
-                key: k("h"),
-                member: "x:y".into(),
-                ts: 7,
-                ttl_s: 60,
-            },
-            Op::FirstSeen {
-                key: k("h"),
-                member: "x:y".into(),
-                ts: 9,
-                ttl_s: 60,
-            },
-            Op::Lookup {
-                key: k("h"),
-                member: "x:y".into(),
-            },
-            Op::Lookup {
-                key: k("h"),
-                member: "nope".into(),
-            },
-            Op::Swap {
-                key: k("s"),
-                value: "1".into(),
-                ttl_s: 60,
-            },
-            Op::Swap {
-                key: k("s"),
-                value: "2".into(),
-                ttl_s: 60,
-            },
+            Op::Range { key: k("z"), from: i64::MIN / 2, to: i64::MAX / 2 },
+            Op::Count { key: k("missing"), from: 0, to: 10 },
+            Op::FirstSeen { key: k("h"), member: "x:y".into(), ts: 7, ttl_s: 60 },
+            Op::FirstSeen { key: k("h"), member: "x:y".into(), ts: 9, ttl_s: 60 },
+            Op::Lookup { key: k("h"), member: "x:y".into() },
+            Op::Lookup { key: k("h"), member: "nope".into() },
+            Op::Swap { key: k("s"), value: "1".into(), ttl_s: 60 },
+            Op::Swap { key: k("s"), value: "2".into(), ttl_s: 60 },
             Op::Get { key: k("s") },
             Op::Get { key: k("nothing") },
             add(&k("big"), "m1", 1_764_000_000_123, 1_763_000_000_000, 10),
-            Op::Range {
-                key: k("big"),
-                from: 1_764_000_000_000,
-                to: 1_764_000_000_123,
-            },
+            Op::Range { key: k("big"), from: 1_764_000_000_000, to: 1_764_000_000_123 },
         ];
-        let got = store
-            .execute(&ops)
-            .await
-            .expect("store executes the contract ops");
+        let got = store.execute(&ops).await.expect("store executes the contract ops");
         let mut reference = MemoryHistory::new();
         let want: Vec<OpResult> = ops.iter().map(|op| reference.apply(op)).collect();
         assert_eq!(got, want, "store disagrees with the reference semantics");
         // And the reference itself says what we mean (guards against a wrong reference).
-        assert_eq!(
-            want[4],
-            OpResult::Range(vec![("a".into(), 10), ("b".into(), 20), ("c".into(), 20)])
-        );
+        assert_eq!(want[4], OpResult::Range(vec![("a".into(), 10), ("b".into(), 20), ("c".into(), 20)]));
         assert_eq!(want[5], OpResult::Count(1));
-        assert_eq!(
-            want[7],
-            OpResult::Range(vec![("c".into(), 20), ("d".into(), 40)])
-        );
+        assert_eq!(want[7], OpResult::Range(vec![("c".into(), 20), ("d".into(), 40)]));
         assert_eq!(want[9], OpResult::Time(None));
         assert_eq!(want[10], OpResult::Time(Some(7)));
         assert_eq!(want[14], OpResult::Value(Some("1".into())));
-        assert_eq!(
-            want[18],
-            OpResult::Range(vec![("m1".into(), 1_764_000_000_123)])
-        );
+        assert_eq!(want[18], OpResult::Range(vec![("m1".into(), 1_764_000_000_123)]));
     }
 }
 

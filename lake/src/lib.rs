@@ -10,9 +10,7 @@
 //! a time, so replay memory is bounded by a day of events, not by the lake.
 
 use anyhow::{Context, bail};
-use arrow_array::builder::{
-    BooleanBuilder, Float64Builder, Int32Builder, StringBuilder, TimestampMillisecondBuilder,
-};
+use arrow_array::builder::{BooleanBuilder, Float64Builder, Int32Builder, StringBuilder, TimestampMillisecondBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int32Type, TimestampMillisecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
@@ -74,16 +72,11 @@ pub fn labels_schema() -> Schema {
 
 /// `YYYY-MM-DD` of an epoch-millisecond time, in UTC.
 pub fn date_of(ts_ms: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ts_ms)
-        .unwrap_or_default()
-        .format("%Y-%m-%d")
-        .to_string()
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ts_ms).unwrap_or_default().format("%Y-%m-%d").to_string()
 }
 
 fn props() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .build()
+    WriterProperties::builder().set_compression(Compression::SNAPPY).build()
 }
 
 fn write_batch(path: &Path, batch: &RecordBatch) -> anyhow::Result<()> {
@@ -110,9 +103,7 @@ fn opt_str(b: &mut StringBuilder, v: Option<&str>) {
 
 pub fn events_batch(events: &[ClickEvent]) -> anyhow::Result<RecordBatch> {
     let n = events.len();
-    let mut cols: Vec<StringBuilder> = (0..15)
-        .map(|_| StringBuilder::with_capacity(n, n * 16))
-        .collect();
+    let mut cols: Vec<StringBuilder> = (0..15).map(|_| StringBuilder::with_capacity(n, n * 16)).collect();
     let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut status = Int32Builder::with_capacity(n);
     let mut amount = Float64Builder::with_capacity(n);
@@ -130,28 +121,14 @@ pub fn events_batch(events: &[ClickEvent]) -> anyhow::Result<RecordBatch> {
         status.append_option(e.status.map(i32::from));
         opt_str(&mut cols[9], e.referrer.as_deref());
         opt_str(&mut cols[10], e.country.as_deref());
-        opt_str(
-            &mut cols[11],
-            e.outcome.map(|o| {
-                if o == Outcome::Success {
-                    "success"
-                } else {
-                    "failure"
-                }
-            }),
-        );
+        opt_str(&mut cols[11], e.outcome.map(|o| if o == Outcome::Success { "success" } else { "failure" }));
         amount.append_option(e.amount);
         opt_str(&mut cols[12], e.currency.as_deref());
         opt_str(&mut cols[13], e.payee_id.as_deref());
-        let attrs = e
-            .attrs
-            .as_ref()
-            .map(|a| serde_json::to_string(a).unwrap_or_default());
+        let attrs = e.attrs.as_ref().map(|a| serde_json::to_string(a).unwrap_or_default());
         opt_str(&mut cols[14], attrs.as_deref());
     }
-    let mut c = cols
-        .into_iter()
-        .map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let mut c = cols.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
     let mut next = || c.next().expect("15 string columns");
     let arrays: Vec<ArrayRef> = vec![
         next(),
@@ -178,9 +155,7 @@ pub fn events_batch(events: &[ClickEvent]) -> anyhow::Result<RecordBatch> {
 
 pub fn labels_batch(labels: &[Label]) -> anyhow::Result<RecordBatch> {
     let n = labels.len();
-    let mut s: Vec<StringBuilder> = (0..6)
-        .map(|_| StringBuilder::with_capacity(n, n * 16))
-        .collect();
+    let mut s: Vec<StringBuilder> = (0..6).map(|_| StringBuilder::with_capacity(n, n * 16)).collect();
     let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut fraud = BooleanBuilder::with_capacity(n);
     for l in labels {
@@ -195,35 +170,20 @@ pub fn labels_batch(labels: &[Label]) -> anyhow::Result<RecordBatch> {
     }
     let mut c = s.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
     let mut next = || c.next().expect("6 string columns");
-    let arrays: Vec<ArrayRef> = vec![
-        next(),
-        Arc::new(ts.finish()),
-        next(),
-        next(),
-        next(),
-        Arc::new(fraud.finish()),
-        next(),
-        next(),
-    ];
+    let arrays: Vec<ArrayRef> =
+        vec![next(), Arc::new(ts.finish()), next(), next(), next(), Arc::new(fraud.finish()), next(), next()];
     Ok(RecordBatch::try_new(Arc::new(labels_schema()), arrays)?)
 }
 
 /// Writes events into `root/events/date=…/{stem}.parquet`, one file per date. Returns the files.
-pub fn write_events(
-    root: &Path,
-    stem: &str,
-    events: &[ClickEvent],
-) -> anyhow::Result<Vec<PathBuf>> {
+pub fn write_events(root: &Path, stem: &str, events: &[ClickEvent]) -> anyhow::Result<Vec<PathBuf>> {
     let mut by_date: BTreeMap<String, Vec<ClickEvent>> = BTreeMap::new();
     for e in events {
         by_date.entry(date_of(e.ts)).or_default().push(e.clone());
     }
     let mut files = Vec::new();
     for (date, evs) in by_date {
-        let path = root
-            .join(EVENTS)
-            .join(format!("date={date}"))
-            .join(format!("{stem}.parquet"));
+        let path = root.join(EVENTS).join(format!("date={date}")).join(format!("{stem}.parquet"));
         write_batch(&path, &events_batch(&evs)?)?;
         files.push(path);
     }
@@ -238,10 +198,7 @@ pub fn write_labels(root: &Path, stem: &str, labels: &[Label]) -> anyhow::Result
     }
     let mut files = Vec::new();
     for (date, ls) in by_date {
-        let path = root
-            .join(LABELS)
-            .join(format!("date={date}"))
-            .join(format!("{stem}.parquet"));
+        let path = root.join(LABELS).join(format!("date={date}")).join(format!("{stem}.parquet"));
         write_batch(&path, &labels_batch(&ls)?)?;
         files.push(path);
     }
@@ -288,9 +245,7 @@ fn read_batches(path: &Path) -> anyhow::Result<Vec<RecordBatch>> {
         .with_context(|| format!("{} is not a readable Parquet file", path.display()))?
         .with_batch_size(8192)
         .build()?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("reading {}", path.display()))
+    reader.collect::<Result<Vec<_>, _>>().with_context(|| format!("reading {}", path.display()))
 }
 
 /// A column normalised to the type we read, or `None` if the file does not have it.
@@ -301,12 +256,8 @@ fn column(batch: &RecordBatch, name: &str, as_type: &DataType) -> anyhow::Result
     let col = if col.data_type() == as_type {
         col.clone()
     } else {
-        arrow_cast::cast(col, as_type).with_context(|| {
-            format!(
-                "column {name} has type {} (wanted {as_type})",
-                col.data_type()
-            )
-        })?
+        arrow_cast::cast(col, as_type)
+            .with_context(|| format!("column {name} has type {} (wanted {as_type})", col.data_type()))?
     };
     Ok(Some(col))
 }
@@ -318,11 +269,7 @@ struct Cols {
 impl Cols {
     fn get(&self, i: usize, row: usize) -> Option<&str> {
         let a = self.strings[i].as_ref()?;
-        if a.is_null(row) {
-            None
-        } else {
-            Some(a.as_string::<i32>().value(row))
-        }
+        if a.is_null(row) { None } else { Some(a.as_string::<i32>().value(row)) }
     }
 }
 
@@ -355,10 +302,7 @@ pub fn read_events(files: &[PathBuf]) -> anyhow::Result<(Vec<ClickEvent>, usize)
     let mut rejected = 0usize;
     for path in files {
         for batch in read_batches(path)? {
-            let strings = STR
-                .iter()
-                .map(|n| column(&batch, n, &DataType::Utf8))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let strings = STR.iter().map(|n| column(&batch, n, &DataType::Utf8)).collect::<anyhow::Result<Vec<_>>>()?;
             let cols = Cols { strings };
             let ts = required(column(&batch, "ts", &ts_t)?, "ts", path)?;
             let ts = ts.as_primitive::<TimestampMillisecondType>();
@@ -388,11 +332,7 @@ pub fn read_events(files: &[PathBuf]) -> anyhow::Result<(Vec<ClickEvent>, usize)
                     method: s(8),
                     status: status.as_ref().and_then(|a| {
                         let a = a.as_primitive::<Int32Type>();
-                        if a.is_null(row) {
-                            None
-                        } else {
-                            u16::try_from(a.value(row)).ok()
-                        }
+                        if a.is_null(row) { None } else { u16::try_from(a.value(row)).ok() }
                     }),
                     referrer: s(9),
                     country: s(10),
@@ -403,11 +343,7 @@ pub fn read_events(files: &[PathBuf]) -> anyhow::Result<(Vec<ClickEvent>, usize)
                     },
                     amount: amount.as_ref().and_then(|a| {
                         let a = a.as_primitive::<Float64Type>();
-                        if a.is_null(row) {
-                            None
-                        } else {
-                            Some(a.value(row))
-                        }
+                        if a.is_null(row) { None } else { Some(a.value(row)) }
                     }),
                     currency: s(12),
                     payee_id: s(13),
@@ -436,24 +372,12 @@ pub fn read_labels(root: &Path) -> anyhow::Result<Vec<Label>> {
                 let label_id = required(str_col("label_id")?, "label_id", &path)?;
                 let user_id = required(str_col("user_id")?, "user_id", &path)?;
                 let ts = required(column(&batch, "ts", &ts_t)?, "ts", &path)?;
-                let is_fraud = required(
-                    column(&batch, "is_fraud", &DataType::Boolean)?,
-                    "is_fraud",
-                    &path,
-                )?;
+                let is_fraud = required(column(&batch, "is_fraud", &DataType::Boolean)?, "is_fraud", &path)?;
                 let cols = Cols {
-                    strings: vec![
-                        str_col("session_id")?,
-                        str_col("event_id")?,
-                        str_col("kind")?,
-                        str_col("source")?,
-                    ],
+                    strings: vec![str_col("session_id")?, str_col("event_id")?, str_col("kind")?, str_col("source")?],
                 };
                 let (label_id, user_id) = (label_id.as_string::<i32>(), user_id.as_string::<i32>());
-                let (ts, is_fraud) = (
-                    ts.as_primitive::<TimestampMillisecondType>(),
-                    is_fraud.as_boolean(),
-                );
+                let (ts, is_fraud) = (ts.as_primitive::<TimestampMillisecondType>(), is_fraud.as_boolean());
                 for row in 0..batch.num_rows() {
                     if ts.is_null(row) || is_fraud.is_null(row) || user_id.is_null(row) {
                         continue;
@@ -505,10 +429,7 @@ mod tests {
         e2.attrs = None;
         write_events(dir.path(), "part-0", &[e2.clone(), e1.clone()]).unwrap();
         let parts = partitions(dir.path(), EVENTS).unwrap();
-        assert_eq!(
-            parts.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(),
-            ["2026-11-01", "2026-11-02"]
-        );
+        assert_eq!(parts.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(), ["2026-11-01", "2026-11-02"]);
         let mut all = Vec::new();
         for (_, files) in parts {
             all.extend(read_events(&files).unwrap().0);

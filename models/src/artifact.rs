@@ -12,11 +12,7 @@ pub enum ArtifactError {
         "model {version} was trained on feature schema {artifact} but this build computes {ours}; \
          retrain the model with this build (`trainer train`) or deploy the matching enricher/scorer"
     )]
-    SchemaMismatch {
-        version: String,
-        artifact: String,
-        ours: String,
-    },
+    SchemaMismatch { version: String, artifact: String, ours: String },
     #[error("model {version} is inconsistent: {detail}")]
     Invalid { version: String, detail: String },
 }
@@ -32,12 +28,7 @@ pub struct Platt {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Model {
     /// Logistic regression on standardized, transformed features.
-    Logistic {
-        mean: Vec<f64>,
-        scale: Vec<f64>,
-        coef: Vec<f64>,
-        intercept: f64,
-    },
+    Logistic { mean: Vec<f64>, scale: Vec<f64>, coef: Vec<f64>, intercept: f64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,17 +69,14 @@ impl ModelArtifact {
             });
         }
         let n = FEATURES.len();
-        let Model::Logistic {
-            mean, scale, coef, ..
-        } = &self.model;
+        let Model::Logistic { mean, scale, coef, .. } = &self.model;
         if mean.len() != n || scale.len() != n || coef.len() != n || self.feature_names.len() != n {
             return Err(ArtifactError::Invalid {
                 version: self.version.clone(),
                 detail: format!("expected {n} features"),
             });
         }
-        if scale.iter().any(|s| !s.is_finite() || *s <= 0.0) || coef.iter().any(|c| !c.is_finite())
-        {
+        if scale.iter().any(|s| !s.is_finite() || *s <= 0.0) || coef.iter().any(|c| !c.is_finite()) {
             return Err(ArtifactError::Invalid {
                 version: self.version.clone(),
                 detail: "non-finite coefficient or non-positive scale".into(),
@@ -99,12 +87,7 @@ impl ModelArtifact {
 
     /// The uncalibrated margin and per-feature contributions.
     pub fn margin(&self, f: &FeatureVector) -> (f64, Vec<f64>) {
-        let Model::Logistic {
-            mean,
-            scale,
-            coef,
-            intercept,
-        } = &self.model;
+        let Model::Logistic { mean, scale, coef, intercept } = &self.model;
         let mut contributions = Vec::with_capacity(coef.len());
         let mut z = *intercept;
         for (i, def) in FEATURES.iter().enumerate() {
@@ -122,21 +105,14 @@ impl ModelArtifact {
             Some(Platt { a, b }) => sigmoid(a * margin + b),
             None => sigmoid(margin),
         };
-        if p.is_finite() {
-            p.clamp(0.0, 1.0)
-        } else {
-            0.5
-        }
+        if p.is_finite() { p.clamp(0.0, 1.0) } else { 0.5 }
     }
 
     pub fn score(&self, f: &FeatureVector) -> Scored {
         let (z, contributions) = self.margin(f);
         let mut contributions: Vec<(usize, f64)> = contributions.into_iter().enumerate().collect();
         contributions.sort_by(|a, b| b.1.total_cmp(&a.1));
-        Scored {
-            score: self.probability(z),
-            contributions,
-        }
+        Scored { score: self.probability(z), contributions }
     }
 }
 
@@ -153,12 +129,7 @@ mod tests {
             feature_schema: feature_schema_hash(),
             feature_names: FEATURES.iter().map(|f| f.name.to_string()).collect(),
             created_at: String::new(),
-            model: Model::Logistic {
-                mean: vec![0.0; n],
-                scale: vec![1.0; n],
-                coef,
-                intercept: -1.0,
-            },
+            model: Model::Logistic { mean: vec![0.0; n], scale: vec![1.0; n], coef, intercept: -1.0 },
             calibration: None,
             meta: serde_json::Value::Null,
         }
@@ -182,9 +153,6 @@ mod tests {
         let mut a = artifact(1.0);
         a.feature_schema = "fs0-deadbeef".into();
         let err = a.check().unwrap_err().to_string();
-        assert!(
-            err.contains("fs0-deadbeef") && err.contains("retrain"),
-            "{err}"
-        );
+        assert!(err.contains("fs0-deadbeef") && err.contains("retrain"), "{err}");
     }
 }

@@ -92,10 +92,7 @@ impl ClickEvent {
     /// Decodes and validates one event against the contract schema.
     pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<ClickEvent, DecodeError> {
         if bytes.len() > max_bytes {
-            return Err(DecodeError::Oversize {
-                len: bytes.len(),
-                max: max_bytes,
-            });
+            return Err(DecodeError::Oversize { len: bytes.len(), max: max_bytes });
         }
         let ev: ClickEvent = serde_json::from_slice(bytes).map_err(|e| {
             if e.classify() == serde_json::error::Category::Data {
@@ -116,9 +113,7 @@ impl ClickEvent {
         fn len_ok(field: &str, v: &str, min: usize, max: usize) -> Result<(), DecodeError> {
             let n = v.chars().count();
             if n < min || n > max {
-                return bad(format!(
-                    "{field} must have {min}..={max} characters, has {n}"
-                ));
+                return bad(format!("{field} must have {min}..={max} characters, has {n}"));
             }
             Ok(())
         }
@@ -134,10 +129,7 @@ impl ClickEvent {
             len_ok("user_id", u, 1, 128)?;
         }
         if !is_type_name(&self.event_type) {
-            return bad(format!(
-                "type {:?} must match ^[a-z][a-z0-9_]{{0,63}}$",
-                self.event_type
-            ));
+            return bad(format!("type {:?} must match ^[a-z][a-z0-9_]{{0,63}}$", self.event_type));
         }
         opt_len("device_id", &self.device_id, 256)?;
         opt_len("user_agent", &self.user_agent, 1024)?;
@@ -167,15 +159,9 @@ impl ClickEvent {
         }
         if let Some(attrs) = &self.attrs {
             if attrs.len() > 64 {
-                return bad(format!(
-                    "attrs has {} properties, at most 64 allowed",
-                    attrs.len()
-                ));
+                return bad(format!("attrs has {} properties, at most 64 allowed", attrs.len()));
             }
-            if let Some((k, _)) = attrs
-                .iter()
-                .find(|(_, v)| !(v.is_string() || v.is_number() || v.is_boolean()))
-            {
+            if let Some((k, _)) = attrs.iter().find(|(_, v)| !(v.is_string() || v.is_number() || v.is_boolean())) {
                 return bad(format!("attrs.{k} must be a string, number or boolean"));
             }
         }
@@ -201,8 +187,7 @@ fn is_type_name(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 64
         && b[0].is_ascii_lowercase()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
 #[cfg(test)]
@@ -228,40 +213,15 @@ mod tests {
         let e = ClickEvent::decode(minimal().as_bytes(), 10).unwrap_err();
         assert_eq!(e.reason(), "oversize");
         let wrong_type = minimal().replace("\"login\"", "\"Login\"");
-        assert_eq!(
-            ClickEvent::decode(wrong_type.as_bytes(), 1000)
-                .unwrap_err()
-                .reason(),
-            "schema_violation"
-        );
+        assert_eq!(ClickEvent::decode(wrong_type.as_bytes(), 1000).unwrap_err().reason(), "schema_violation");
         let bad_ip = minimal().replace("10.1.2.3", "999.1.2.3");
-        assert_eq!(
-            ClickEvent::decode(bad_ip.as_bytes(), 1000)
-                .unwrap_err()
-                .reason(),
-            "schema_violation"
-        );
+        assert_eq!(ClickEvent::decode(bad_ip.as_bytes(), 1000).unwrap_err().reason(), "schema_violation");
         let no_ts = r#"{"event_id":"e1","session_id":"s1","type":"login","ip":"10.1.2.3"}"#;
-        assert_eq!(
-            ClickEvent::decode(no_ts.as_bytes(), 1000)
-                .unwrap_err()
-                .reason(),
-            "schema_violation"
-        );
+        assert_eq!(ClickEvent::decode(no_ts.as_bytes(), 1000).unwrap_err().reason(), "schema_violation");
         let neg = minimal().replace("}", r#","amount":-1}"#);
-        assert_eq!(
-            ClickEvent::decode(neg.as_bytes(), 1000)
-                .unwrap_err()
-                .reason(),
-            "schema_violation"
-        );
+        assert_eq!(ClickEvent::decode(neg.as_bytes(), 1000).unwrap_err().reason(), "schema_violation");
         let nested = minimal().replace("}", r#","attrs":{"a":{"b":1}}}"#);
-        assert_eq!(
-            ClickEvent::decode(nested.as_bytes(), 1000)
-                .unwrap_err()
-                .reason(),
-            "schema_violation"
-        );
+        assert_eq!(ClickEvent::decode(nested.as_bytes(), 1000).unwrap_err().reason(), "schema_violation");
     }
 
     #[test]

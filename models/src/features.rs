@@ -118,11 +118,7 @@ pub fn feature_schema_hash() -> String {
     for f in FEATURES {
         feed(b"|");
         feed(f.name.as_bytes());
-        feed(if f.transform == Transform::Log1p {
-            b"~log1p"
-        } else {
-            b"~id"
-        });
+        feed(if f.transform == Transform::Log1p { b"~log1p" } else { b"~id" });
     }
     format!("fs{FEATURE_SCHEMA_VERSION}-{h:016x}")
 }
@@ -165,10 +161,7 @@ impl<'de> Deserialize<'de> for FeatureVector {
                     }
                 }
                 if let Some(i) = v.iter().position(|x| x.is_nan()) {
-                    return Err(serde::de::Error::custom(format!(
-                        "feature {} is missing",
-                        FEATURES[i].name
-                    )));
+                    return Err(serde::de::Error::custom(format!("feature {} is missing", FEATURES[i].name)));
                 }
                 Ok(FeatureVector(v))
             }
@@ -239,205 +232,84 @@ fn subnet(ip: &IpAddr) -> String {
 }
 
 fn add(key: String, member: String, ts: i64, window: i64, max_len: usize, ttl_s: u64) -> Op {
-    Op::Add {
-        key,
-        member,
-        ts,
-        keep_after: ts - window,
-        max_len,
-        ttl_s,
-    }
+    Op::Add { key, member, ts, keep_after: ts - window, max_len, ttl_s }
 }
 
 /// Lists the history reads and writes for `ev`.
 pub fn plan(ev: &ClickEvent) -> Plan {
     let ts = ev.ts;
-    let mut p = Planner {
-        ops: Vec::with_capacity(24),
-        writes: Vec::with_capacity(12),
-    };
+    let mut p = Planner { ops: Vec::with_capacity(24), writes: Vec::with_capacity(12) };
     let is_login = ev.is(kind::LOGIN);
     let login_ok = is_login && ev.succeeded();
     let login_failed = is_login && ev.failed();
     let ip = ev.ip.to_string();
     let sid = &ev.session_id;
-    let payee = ev
-        .payee_id
-        .as_deref()
-        .filter(|_| ev.is(kind::TRANSFER) || ev.is(kind::ADD_PAYEE));
+    let payee = ev.payee_id.as_deref().filter(|_| ev.is(kind::TRANSFER) || ev.is(kind::ADD_PAYEE));
 
     // Session.
     let session_key = key("s:ev", sid);
-    let session_range = p.read(Op::Range {
-        key: session_key.clone(),
-        from: ts - DAY_MS,
-        to: ts,
-    });
-    p.write(add(
-        session_key,
-        ev.event_id.clone(),
-        ts,
-        DAY_MS,
-        MAX_SESSION_EVENTS,
-        DAY_S,
-    ));
-    let session_ip = p.read(Op::Swap {
-        key: key("s:ip", sid),
-        value: ip.clone(),
-        ttl_s: DAY_S,
-    });
-    let session_device = ev.device_id.as_ref().map(|d| {
-        p.read(Op::Swap {
-            key: key("s:dv", sid),
-            value: d.clone(),
-            ttl_s: DAY_S,
-        })
-    });
+    let session_range = p.read(Op::Range { key: session_key.clone(), from: ts - DAY_MS, to: ts });
+    p.write(add(session_key, ev.event_id.clone(), ts, DAY_MS, MAX_SESSION_EVENTS, DAY_S));
+    let session_ip = p.read(Op::Swap { key: key("s:ip", sid), value: ip.clone(), ttl_s: DAY_S });
+    let session_device =
+        ev.device_id.as_ref().map(|d| p.read(Op::Swap { key: key("s:dv", sid), value: d.clone(), ttl_s: DAY_S }));
     let session_marks = key("s:fs", sid);
     let session_login = if login_ok {
-        p.read(Op::FirstSeen {
-            key: session_marks.clone(),
-            member: "login".into(),
-            ts,
-            ttl_s: DAY_S,
-        })
+        p.read(Op::FirstSeen { key: session_marks.clone(), member: "login".into(), ts, ttl_s: DAY_S })
     } else {
-        p.read(Op::Lookup {
-            key: session_marks.clone(),
-            member: "login".into(),
-        })
+        p.read(Op::Lookup { key: session_marks.clone(), member: "login".into() })
     };
     let session_payee = payee.map(|payee| {
         let member = format!("payee:{payee}");
         if ev.is(kind::ADD_PAYEE) {
-            p.read(Op::FirstSeen {
-                key: session_marks.clone(),
-                member,
-                ts,
-                ttl_s: DAY_S,
-            })
+            p.read(Op::FirstSeen { key: session_marks.clone(), member, ts, ttl_s: DAY_S })
         } else {
-            p.read(Op::Lookup {
-                key: session_marks.clone(),
-                member,
-            })
+            p.read(Op::Lookup { key: session_marks.clone(), member })
         }
     });
 
     // IP.
-    let ip_fail_1h = p.read(Op::Count {
-        key: key("ip:fl", &ip),
-        from: ts - HOUR_MS,
-        to: ts,
-    });
-    let ip_logins_1h = p.read(Op::Count {
-        key: key("ip:lg", &ip),
-        from: ts - HOUR_MS,
-        to: ts,
-    });
-    let ip_users_24h = p.read(Op::Count {
-        key: key("ip:du", &ip),
-        from: ts - DAY_MS,
-        to: ts,
-    });
+    let ip_fail_1h = p.read(Op::Count { key: key("ip:fl", &ip), from: ts - HOUR_MS, to: ts });
+    let ip_logins_1h = p.read(Op::Count { key: key("ip:lg", &ip), from: ts - HOUR_MS, to: ts });
+    let ip_users_24h = p.read(Op::Count { key: key("ip:du", &ip), from: ts - DAY_MS, to: ts });
     if is_login {
-        p.write(add(
-            key("ip:lg", &ip),
-            ev.event_id.clone(),
-            ts,
-            HOUR_MS,
-            MAX_SET,
-            DAY_S,
-        ));
+        p.write(add(key("ip:lg", &ip), ev.event_id.clone(), ts, HOUR_MS, MAX_SET, DAY_S));
     }
     if login_failed {
-        p.write(add(
-            key("ip:fl", &ip),
-            ev.event_id.clone(),
-            ts,
-            HOUR_MS,
-            MAX_SET,
-            DAY_S,
-        ));
+        p.write(add(key("ip:fl", &ip), ev.event_id.clone(), ts, HOUR_MS, MAX_SET, DAY_S));
     }
 
     // Device.
-    let device_users_24h = ev.device_id.as_ref().map(|d| {
-        p.read(Op::Count {
-            key: key("dv:du", d),
-            from: ts - DAY_MS,
-            to: ts,
-        })
-    });
+    let device_users_24h =
+        ev.device_id.as_ref().map(|d| p.read(Op::Count { key: key("dv:du", d), from: ts - DAY_MS, to: ts }));
 
     // User.
     let mut s = Slots::default();
     if let Some(user) = ev.user_id.as_deref() {
         let seen = key("u:seen", user);
         let first_seen = |p: &mut Planner, member: String| {
-            p.read(Op::FirstSeen {
-                key: seen.clone(),
-                member,
-                ts,
-                ttl_s: USER_TTL_S,
-            })
+            p.read(Op::FirstSeen { key: seen.clone(), member, ts, ttl_s: USER_TTL_S })
         };
         s.user_known = Some(first_seen(&mut p, "*".into()));
-        s.user_device = ev
-            .device_id
-            .as_ref()
-            .map(|d| first_seen(&mut p, format!("d:{d}")));
+        s.user_device = ev.device_id.as_ref().map(|d| first_seen(&mut p, format!("d:{d}")));
         s.user_ip = Some(first_seen(&mut p, format!("i:{ip}")));
         s.user_subnet = Some(first_seen(&mut p, format!("n:{}", subnet(&ev.ip))));
-        s.user_country = ev
-            .country
-            .as_ref()
-            .map(|c| first_seen(&mut p, format!("c:{c}")));
+        s.user_country = ev.country.as_ref().map(|c| first_seen(&mut p, format!("c:{c}")));
         s.user_payee = payee.map(|py| first_seen(&mut p, format!("p:{py}")));
 
         let fails = key("u:fl", user);
-        s.user_fail_1h = Some(p.read(Op::Count {
-            key: fails.clone(),
-            from: ts - HOUR_MS,
-            to: ts,
-        }));
-        s.user_fail_24h = Some(p.read(Op::Count {
-            key: fails.clone(),
-            from: ts - DAY_MS,
-            to: ts,
-        }));
+        s.user_fail_1h = Some(p.read(Op::Count { key: fails.clone(), from: ts - HOUR_MS, to: ts }));
+        s.user_fail_24h = Some(p.read(Op::Count { key: fails.clone(), from: ts - DAY_MS, to: ts }));
         if login_failed {
-            p.write(add(
-                fails,
-                ev.event_id.clone(),
-                ts,
-                DAY_MS,
-                MAX_SET,
-                2 * DAY_S,
-            ));
+            p.write(add(fails, ev.event_id.clone(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
         }
         let resets = key("u:pr", user);
-        s.user_resets_24h = Some(p.read(Op::Count {
-            key: resets.clone(),
-            from: ts - DAY_MS,
-            to: ts,
-        }));
+        s.user_resets_24h = Some(p.read(Op::Count { key: resets.clone(), from: ts - DAY_MS, to: ts }));
         if ev.is(kind::PASSWORD_RESET) {
-            p.write(add(
-                resets,
-                ev.event_id.clone(),
-                ts,
-                DAY_MS,
-                MAX_SET,
-                2 * DAY_S,
-            ));
+            p.write(add(resets, ev.event_id.clone(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
         }
         let transfers = key("u:tx", user);
-        s.user_transfers = Some(p.read(Op::Range {
-            key: transfers.clone(),
-            from: ts - DAY_MS,
-            to: ts,
-        }));
+        s.user_transfers = Some(p.read(Op::Range { key: transfers.clone(), from: ts - DAY_MS, to: ts }));
         if ev.is(kind::TRANSFER) {
             let member = format!("{}|{}", ev.event_id, ev.amount.unwrap_or(0.0));
             p.write(add(transfers, member, ts, DAY_MS, MAX_SET, 2 * DAY_S));
@@ -445,32 +317,14 @@ pub fn plan(ev: &ClickEvent) -> Plan {
         let last_login = key("u:ll", user);
         s.last_login = Some(if login_ok {
             let value = format!("{}|{}", ev.country.as_deref().unwrap_or(""), ts);
-            p.read(Op::Swap {
-                key: last_login,
-                value,
-                ttl_s: USER_TTL_S,
-            })
+            p.read(Op::Swap { key: last_login, value, ttl_s: USER_TTL_S })
         } else {
             p.read(Op::Get { key: last_login })
         });
         if is_login {
-            p.write(add(
-                key("ip:du", &ip),
-                user.to_string(),
-                ts,
-                DAY_MS,
-                MAX_SET,
-                2 * DAY_S,
-            ));
+            p.write(add(key("ip:du", &ip), user.to_string(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
             if let Some(d) = &ev.device_id {
-                p.write(add(
-                    key("dv:du", d),
-                    user.to_string(),
-                    ts,
-                    DAY_MS,
-                    MAX_SET,
-                    2 * DAY_S,
-                ));
+                p.write(add(key("dv:du", d), user.to_string(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
             }
         }
     }
@@ -478,11 +332,7 @@ pub fn plan(ev: &ClickEvent) -> Plan {
     // Payee fan-in (mules receive from many payers).
     if let Some(py) = payee.filter(|_| ev.is(kind::TRANSFER)) {
         let payers = key("p:du", py);
-        s.payee_payers = Some(p.read(Op::Count {
-            key: payers.clone(),
-            from: ts - DAY_MS,
-            to: ts,
-        }));
+        s.payee_payers = Some(p.read(Op::Count { key: payers.clone(), from: ts - DAY_MS, to: ts }));
         if let Some(user) = &ev.user_id {
             p.write(add(payers, user.clone(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
         }
@@ -549,36 +399,16 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     set(
         F::IsCredentialChange,
         flag(
-            [
-                kind::PASSWORD_RESET,
-                kind::PASSWORD_CHANGE,
-                kind::PROFILE_CHANGE,
-                kind::MFA,
-            ]
-            .contains(&ev.event_type.as_str()),
+            [kind::PASSWORD_RESET, kind::PASSWORD_CHANGE, kind::PROFILE_CHANGE, kind::MFA]
+                .contains(&ev.event_type.as_str()),
         ),
     );
-    set(
-        F::Amount,
-        if ev.is(kind::TRANSFER) {
-            ev.amount.unwrap_or(0.0)
-        } else {
-            0.0
-        },
-    );
-    set(
-        F::UaAutomation,
-        flag(ua_automation(ev.user_agent.as_deref())),
-    );
+    set(F::Amount, if ev.is(kind::TRANSFER) { ev.amount.unwrap_or(0.0) } else { 0.0 });
+    set(F::UaAutomation, flag(ua_automation(ev.user_agent.as_deref())));
 
-    set(
-        F::UserKnown,
-        flag(matches!(ro(s.user_known), Some(OpResult::Time(Some(_))))),
-    );
+    set(F::UserKnown, flag(matches!(ro(s.user_known), Some(OpResult::Time(Some(_))))));
     set(F::UserDeviceNew, is_new(s.user_device));
-    let device_age = ro(s.user_device)
-        .and_then(OpResult::time)
-        .map(|t| (ts - t).max(0) as f64 / DAY_MS as f64);
+    let device_age = ro(s.user_device).and_then(OpResult::time).map(|t| (ts - t).max(0) as f64 / DAY_MS as f64);
     set(F::UserDeviceAgeDays, device_age.unwrap_or(0.0));
     set(F::UserIpNew, is_new(s.user_ip));
     set(F::UserSubnetNew, is_new(s.user_subnet));
@@ -588,10 +418,8 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     set(F::UserPasswordResets24h, count(s.user_resets_24h));
     let transfers = ro(s.user_transfers).map(OpResult::range).unwrap_or(&[]);
     set(F::UserTransfers24h, transfers.len() as f64);
-    let amount_24h: f64 = transfers
-        .iter()
-        .filter_map(|(m, _)| m.rsplit_once('|').and_then(|(_, a)| a.parse::<f64>().ok()))
-        .sum();
+    let amount_24h: f64 =
+        transfers.iter().filter_map(|(m, _)| m.rsplit_once('|').and_then(|(_, a)| a.parse::<f64>().ok())).sum();
     set(F::UserTransferAmount24h, amount_24h);
     set(F::UserPayeeNew, is_new(s.user_payee));
 
@@ -606,22 +434,12 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     set(F::SessionEventsBefore, times.len() as f64);
     let first = times.iter().copied().min().unwrap_or(ts);
     set(F::SessionAgeS, (ts - first).max(0) as f64 / 1000.0);
-    set(
-        F::SessionRatePerMin,
-        times.iter().filter(|t| **t >= ts - MINUTE_MS).count() as f64,
-    );
+    set(F::SessionRatePerMin, times.iter().filter(|t| **t >= ts - MINUTE_MS).count() as f64);
     let mut sorted = times.clone();
     sorted.push(ts);
     sorted.sort_unstable();
-    let gaps: Vec<f64> = sorted
-        .windows(2)
-        .map(|w| (w[1] - w[0]) as f64 / 1000.0)
-        .collect();
-    let mean = if gaps.is_empty() {
-        0.0
-    } else {
-        gaps.iter().sum::<f64>() / gaps.len() as f64
-    };
+    let gaps: Vec<f64> = sorted.windows(2).map(|w| (w[1] - w[0]) as f64 / 1000.0).collect();
+    let mean = if gaps.is_empty() { 0.0 } else { gaps.iter().sum::<f64>() / gaps.len() as f64 };
     set(F::SessionGapMeanS, mean);
     let cv = if gaps.len() >= 3 && mean > 0.0 {
         let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
@@ -632,31 +450,13 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     set(F::SessionGapCv, cv);
     let login_at = r(s.session_login).time();
     set(F::SessionHasLogin, flag(login_at.is_some()));
-    set(
-        F::SessionSecsSinceLogin,
-        login_at
-            .map(|t| (ts - t).max(0) as f64 / 1000.0)
-            .unwrap_or(0.0),
-    );
-    let payee_added_at = ro(s.session_payee)
-        .and_then(OpResult::time)
-        .filter(|_| ev.is(kind::TRANSFER));
+    set(F::SessionSecsSinceLogin, login_at.map(|t| (ts - t).max(0) as f64 / 1000.0).unwrap_or(0.0));
+    let payee_added_at = ro(s.session_payee).and_then(OpResult::time).filter(|_| ev.is(kind::TRANSFER));
     set(F::SessionPayeeAddedHere, flag(payee_added_at.is_some()));
-    set(
-        F::SessionSecsSincePayeeAdd,
-        payee_added_at
-            .map(|t| (ts - t).max(0) as f64 / 1000.0)
-            .unwrap_or(0.0),
-    );
+    set(F::SessionSecsSincePayeeAdd, payee_added_at.map(|t| (ts - t).max(0) as f64 / 1000.0).unwrap_or(0.0));
     let ip = ev.ip.to_string();
-    set(
-        F::SessionIpChanged,
-        flag(r(s.session_ip).value().is_some_and(|prev| prev != ip)),
-    );
-    let device_changed = match (
-        ro(s.session_device).and_then(OpResult::value),
-        &ev.device_id,
-    ) {
+    set(F::SessionIpChanged, flag(r(s.session_ip).value().is_some_and(|prev| prev != ip)));
+    let device_changed = match (ro(s.session_device).and_then(OpResult::value), &ev.device_id) {
         (Some(prev), Some(cur)) => prev != cur,
         _ => false,
     };
@@ -692,14 +492,7 @@ mod tests {
     use super::*;
     use crate::history::MemoryHistory;
 
-    fn ev(
-        id: &str,
-        ts: i64,
-        session: &str,
-        user: Option<&str>,
-        kind: &str,
-        ip: &str,
-    ) -> ClickEvent {
+    fn ev(id: &str, ts: i64, session: &str, user: Option<&str>, kind: &str, ip: &str) -> ClickEvent {
         ClickEvent {
             event_id: id.into(),
             ts,
@@ -727,36 +520,15 @@ mod tests {
         let mut h = MemoryHistory::new();
         let t0 = 1_700_000_000_000;
         for i in 0..3 {
-            let mut e = ev(
-                &format!("f{i}"),
-                t0 + i * 60_000,
-                "s1",
-                Some("u1"),
-                "login",
-                "1.2.3.4",
-            );
+            let mut e = ev(&format!("f{i}"), t0 + i * 60_000, "s1", Some("u1"), "login", "1.2.3.4");
             e.outcome = Some(crate::Outcome::Failure);
             replay_one(&mut h, &e);
         }
-        let later = ev(
-            "x",
-            t0 + 30 * 60_000,
-            "s1",
-            Some("u1"),
-            "page_view",
-            "1.2.3.4",
-        );
+        let later = ev("x", t0 + 30 * 60_000, "s1", Some("u1"), "page_view", "1.2.3.4");
         let f = replay_one(&mut h, &later);
         assert_eq!(f.get(F::UserFailedLogins1h), 3.0);
         assert_eq!(f.get(F::IpFailedLogins1h), 3.0);
-        let much_later = ev(
-            "y",
-            t0 + 2 * HOUR_MS,
-            "s2",
-            Some("u1"),
-            "page_view",
-            "1.2.3.4",
-        );
+        let much_later = ev("y", t0 + 2 * HOUR_MS, "s2", Some("u1"), "page_view", "1.2.3.4");
         let f = replay_one(&mut h, &much_later);
         assert_eq!(f.get(F::UserFailedLogins1h), 0.0);
         assert_eq!(f.get(F::UserFailedLogins24h), 3.0);
@@ -768,31 +540,18 @@ mod tests {
         let t0 = 1_700_000_000_000;
         let f = replay_one(&mut h, &ev("a", t0, "s1", Some("u1"), "login", "1.2.3.4"));
         assert_eq!((f.get(F::UserKnown), f.get(F::UserDeviceNew)), (0.0, 1.0));
-        let f = replay_one(
-            &mut h,
-            &ev("b", t0 + DAY_MS, "s2", Some("u1"), "login", "1.2.3.4"),
-        );
+        let f = replay_one(&mut h, &ev("b", t0 + DAY_MS, "s2", Some("u1"), "login", "1.2.3.4"));
         assert_eq!((f.get(F::UserKnown), f.get(F::UserDeviceNew)), (1.0, 0.0));
         assert!((f.get(F::UserDeviceAgeDays) - 1.0).abs() < 1e-9);
-        let f = replay_one(
-            &mut h,
-            &ev("c", t0 + DAY_MS, "s3", Some("u2"), "login", "1.2.3.4"),
-        );
+        let f = replay_one(&mut h, &ev("c", t0 + DAY_MS, "s3", Some("u2"), "login", "1.2.3.4"));
         assert_eq!(f.get(F::UserDeviceNew), 1.0);
-        assert_eq!(
-            f.get(F::IpDistinctUsers24h),
-            1.0,
-            "u1 logged in from this IP before"
-        );
+        assert_eq!(f.get(F::IpDistinctUsers24h), 1.0, "u1 logged in from this IP before");
     }
 
     #[test]
     fn feature_vectors_round_trip_through_json_by_name() {
         let mut h = MemoryHistory::new();
-        let f = replay_one(
-            &mut h,
-            &ev("a", 1_700_000_000_000, "s1", Some("u1"), "login", "1.2.3.4"),
-        );
+        let f = replay_one(&mut h, &ev("a", 1_700_000_000_000, "s1", Some("u1"), "login", "1.2.3.4"));
         let json = serde_json::to_string(&f).unwrap();
         assert!(json.contains("\"user_device_new\":1.0"));
         let back: FeatureVector = serde_json::from_str(&json).unwrap();

@@ -19,29 +19,13 @@ pub enum Op {
     /// Put `member` at `ts` unless it is already at a later time; then drop members older than
     /// `keep_after`, keep only the newest `max_len`, and let the key expire after `ttl_s`
     /// of wall-clock inactivity (a memory bound only; windows are enforced by event time).
-    Add {
-        key: String,
-        member: String,
-        ts: i64,
-        keep_after: i64,
-        max_len: usize,
-        ttl_s: u64,
-    },
+    Add { key: String, member: String, ts: i64, keep_after: i64, max_len: usize, ttl_s: u64 },
     /// First-seen time of `member` in map `key`, recording `ts` if it was not seen.
-    FirstSeen {
-        key: String,
-        member: String,
-        ts: i64,
-        ttl_s: u64,
-    },
+    FirstSeen { key: String, member: String, ts: i64, ttl_s: u64 },
     /// First-seen time of `member` in map `key`, without recording anything.
     Lookup { key: String, member: String },
     /// Sets string `key` to `value` and returns the previous value.
-    Swap {
-        key: String,
-        value: String,
-        ttl_s: u64,
-    },
+    Swap { key: String, value: String, ttl_s: u64 },
     /// Reads string `key`.
     Get { key: String },
 }
@@ -116,12 +100,7 @@ impl MemoryHistory {
             Op::Count { key, from, to } => OpResult::Count(
                 self.sets
                     .get(key)
-                    .map(|s| {
-                        s.by_order
-                            .range((*from, String::new())..)
-                            .take_while(|(sc, _)| sc <= to)
-                            .count()
-                    })
+                    .map(|s| s.by_order.range((*from, String::new())..).take_while(|(sc, _)| sc <= to).count())
                     .unwrap_or(0) as u64,
             ),
             Op::Range { key, from, to } => OpResult::Range(
@@ -136,14 +115,7 @@ impl MemoryHistory {
                     })
                     .unwrap_or_default(),
             ),
-            Op::Add {
-                key,
-                member,
-                ts,
-                keep_after,
-                max_len,
-                ..
-            } => {
+            Op::Add { key, member, ts, keep_after, max_len, .. } => {
                 let set = self.sets.entry(key.clone()).or_default();
                 match set.score.get(member) {
                     Some(old) if old >= ts => {}
@@ -170,9 +142,7 @@ impl MemoryHistory {
                 }
                 OpResult::Done
             }
-            Op::FirstSeen {
-                key, member, ts, ..
-            } => {
+            Op::FirstSeen { key, member, ts, .. } => {
                 let map = self.maps.entry(key.clone()).or_default();
                 match map.get(member) {
                     Some(t) => OpResult::Time(Some(*t)),
@@ -182,12 +152,8 @@ impl MemoryHistory {
                     }
                 }
             }
-            Op::Lookup { key, member } => {
-                OpResult::Time(self.maps.get(key).and_then(|m| m.get(member)).copied())
-            }
-            Op::Swap { key, value, .. } => {
-                OpResult::Value(self.strings.insert(key.clone(), value.clone()))
-            }
+            Op::Lookup { key, member } => OpResult::Time(self.maps.get(key).and_then(|m| m.get(member)).copied()),
+            Op::Swap { key, value, .. } => OpResult::Value(self.strings.insert(key.clone(), value.clone())),
             Op::Get { key } => OpResult::Value(self.strings.get(key).cloned()),
         }
     }
@@ -239,69 +205,27 @@ mod tests {
         h.apply(&add("a", 5, 0, 10));
         h.apply(&add("b", 20, 0, 10));
         assert_eq!(
-            h.apply(&Op::Range {
-                key: "k".into(),
-                from: 0,
-                to: 100
-            })
-            .range(),
+            h.apply(&Op::Range { key: "k".into(), from: 0, to: 100 }).range(),
             &[("a".into(), 10), ("b".into(), 20)]
         );
         h.apply(&add("c", 30, 15, 10));
-        assert_eq!(
-            h.apply(&Op::Count {
-                key: "k".into(),
-                from: 0,
-                to: 100
-            })
-            .count(),
-            2
-        );
+        assert_eq!(h.apply(&Op::Count { key: "k".into(), from: 0, to: 100 }).count(), 2);
         h.apply(&add("d", 40, 0, 2));
         assert_eq!(
-            h.apply(&Op::Range {
-                key: "k".into(),
-                from: 0,
-                to: 100
-            })
-            .range(),
+            h.apply(&Op::Range { key: "k".into(), from: 0, to: 100 }).range(),
             &[("c".into(), 30), ("d".into(), 40)]
         );
-        assert_eq!(
-            h.apply(&Op::Count {
-                key: "k".into(),
-                from: 31,
-                to: 40
-            })
-            .count(),
-            1
-        );
+        assert_eq!(h.apply(&Op::Count { key: "k".into(), from: 31, to: 40 }).count(), 1);
     }
 
     #[test]
     fn first_seen_records_once_and_swap_returns_the_previous_value() {
         let mut h = MemoryHistory::new();
-        let fs = |ts| Op::FirstSeen {
-            key: "m".into(),
-            member: "x".into(),
-            ts,
-            ttl_s: 0,
-        };
+        let fs = |ts| Op::FirstSeen { key: "m".into(), member: "x".into(), ts, ttl_s: 0 };
         assert_eq!(h.apply(&fs(7)), OpResult::Time(None));
         assert_eq!(h.apply(&fs(9)), OpResult::Time(Some(7)));
-        assert_eq!(
-            h.apply(&Op::Lookup {
-                key: "m".into(),
-                member: "x".into()
-            })
-            .time(),
-            Some(7)
-        );
-        let sw = |v: &str| Op::Swap {
-            key: "s".into(),
-            value: v.into(),
-            ttl_s: 0,
-        };
+        assert_eq!(h.apply(&Op::Lookup { key: "m".into(), member: "x".into() }).time(), Some(7));
+        let sw = |v: &str| Op::Swap { key: "s".into(), value: v.into(), ttl_s: 0 };
         assert_eq!(h.apply(&sw("1")).value(), None);
         assert_eq!(h.apply(&sw("2")).value(), Some("1"));
         assert_eq!(h.apply(&Op::Get { key: "s".into() }).value(), Some("2"));

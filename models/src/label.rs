@@ -13,13 +13,8 @@ pub enum LabelKind {
 }
 
 impl LabelKind {
-    pub const ALL: [LabelKind; 5] = [
-        LabelKind::AccountTakeover,
-        LabelKind::Bot,
-        LabelKind::Mule,
-        LabelKind::Scam,
-        LabelKind::Other,
-    ];
+    pub const ALL: [LabelKind; 5] =
+        [LabelKind::AccountTakeover, LabelKind::Bot, LabelKind::Mule, LabelKind::Scam, LabelKind::Other];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -56,14 +51,7 @@ impl LabelSource {
     }
 
     pub fn parse(s: &str) -> Option<LabelSource> {
-        [
-            Self::Analyst,
-            Self::Chargeback,
-            Self::CustomerReport,
-            Self::Other,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        [Self::Analyst, Self::Chargeback, Self::CustomerReport, Self::Other].into_iter().find(|k| k.as_str() == s)
     }
 }
 

@@ -34,9 +34,7 @@ pub fn format_ts(ms: i64) -> String {
 
 /// Parses an RFC 3339 timestamp into epoch milliseconds.
 pub fn parse_ts(s: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|d| d.timestamp_millis())
+    chrono::DateTime::parse_from_rfc3339(s).ok().map(|d| d.timestamp_millis())
 }
 
 /// Serde adapter: an epoch-millisecond `i64` field that is an RFC 3339 string on the wire.
@@ -49,8 +47,7 @@ pub mod ts_millis {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        super::parse_ts(&s)
-            .ok_or_else(|| D::Error::custom(format!("not an RFC 3339 date-time: {s:?}")))
+        super::parse_ts(&s).ok_or_else(|| D::Error::custom(format!("not an RFC 3339 date-time: {s:?}")))
     }
 
     /// The same for `Option<i64>` (null on the wire when absent).
@@ -67,8 +64,7 @@ pub mod ts_millis {
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
             let s = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
             s.map(|s| {
-                super::super::parse_ts(&s)
-                    .ok_or_else(|| D::Error::custom(format!("not an RFC 3339 date-time: {s:?}")))
+                super::super::parse_ts(&s).ok_or_else(|| D::Error::custom(format!("not an RFC 3339 date-time: {s:?}")))
             })
             .transpose()
         }

@@ -13,12 +13,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 4] = [
-        Action::Allow,
-        Action::Challenge,
-        Action::Restrict,
-        Action::Block,
-    ];
+    pub const ALL: [Action; 4] = [Action::Allow, Action::Challenge, Action::Restrict, Action::Block];
 
     pub fn as_str(self) -> &'static str {
         match self {

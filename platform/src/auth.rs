@@ -12,9 +12,7 @@ pub struct Tokens(Vec<(String, Vec<u8>)>);
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Names only: secrets are never printed.
-        f.debug_list()
-            .entries(self.0.iter().map(|(n, _)| n))
-            .finish()
+        f.debug_list().entries(self.0.iter().map(|(n, _)| n)).finish()
     }
 }
 
@@ -36,9 +34,7 @@ impl Tokens {
     /// The caller's token name, or why not. Compares against every token in constant time.
     pub fn authorize(&self, headers: &HeaderMap) -> Result<String, ApiError> {
         if self.0.is_empty() {
-            return Err(ApiError::Forbidden(
-                "no admin tokens are configured; set ADMIN_TOKENS=name:token".into(),
-            ));
+            return Err(ApiError::Forbidden("no admin tokens are configured; set ADMIN_TOKENS=name:token".into()));
         }
         let presented = headers
             .get(axum::http::header::AUTHORIZATION)
@@ -101,9 +97,6 @@ mod tests {
         h.insert("authorization", "Bearer s3cre".parse().unwrap());
         assert!(t.authorize(&h).is_err());
         assert_eq!(format!("{t:?}"), "[\"alice\", \"token2\"]");
-        assert!(matches!(
-            Tokens::default().authorize(&h),
-            Err(ApiError::Forbidden(_))
-        ));
+        assert!(matches!(Tokens::default().authorize(&h), Err(ApiError::Forbidden(_))));
     }
 }

@@ -39,11 +39,7 @@ async fn metrics(State(ops): State<Ops>) -> (StatusCode, String) {
 }
 
 async fn readyz(State(ops): State<Ops>) -> (StatusCode, &'static str) {
-    if ops.ready.get() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    }
+    if ops.ready.get() { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready\n") }
 }
 
 /// Binds `addr` (port 0 picks a free port), serves until `shutdown`, returns the bound address.
@@ -60,16 +56,12 @@ pub async fn serve(
         .route("/readyz", get(readyz))
         .with_state(Ops { registry, ready });
     let app = routes.merge(ops);
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot listen on {addr}: {e} (set --http-addr/HTTP_ADDR to a free address)"
-        )
-    })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e} (set --http-addr/HTTP_ADDR to a free address)"))?;
     let local = listener.local_addr()?;
     let handle = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await?;
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
         Ok(())
     });
     Ok((local, handle))

@@ -22,18 +22,12 @@ pub use pipeline::{InRecord, OutRecord, Processor};
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
 }
 
 /// Wall-clock now in epoch milliseconds (only for `decided_at`, latency metrics and expiry).
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// A started service: its HTTP address and the task that ends when the service does.
@@ -46,9 +40,7 @@ pub struct Running {
 impl Running {
     /// Waits for every task of the service; the first failure cancels the others and is returned.
     pub async fn wait(self) -> anyhow::Result<()> {
-        self.task
-            .await
-            .map_err(|e| anyhow::anyhow!("service task panicked: {e}"))?
+        self.task.await.map_err(|e| anyhow::anyhow!("service task panicked: {e}"))?
     }
 }
 
@@ -74,9 +66,5 @@ pub fn supervise(
         }
         first_err.map_or(Ok(()), Err)
     });
-    Running {
-        http_addr,
-        shutdown,
-        task,
-    }
+    Running { http_addr, shutdown, task }
 }

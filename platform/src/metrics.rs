@@ -1,8 +1,6 @@
 //! Metric names shared by every pipeline (one place, so dashboards and tests agree).
 
-use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-};
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 pub const EVENTS_CONSUMED: &str = "fraud_events_consumed_total";
 pub const EVENTS_PRODUCED: &str = "fraud_events_produced_total";
@@ -15,10 +13,7 @@ pub const INFLIGHT_BATCH: &str = "fraud_inflight_batch_records";
 
 /// Latency buckets from 100 µs to 10 s.
 pub fn latency_buckets() -> Vec<f64> {
-    vec![
-        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-        5.0, 10.0,
-    ]
+    vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 }
 
 #[derive(Clone)]
@@ -36,42 +31,25 @@ pub struct PipelineMetrics {
 impl PipelineMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
         let m = PipelineMetrics {
-            consumed: IntCounterVec::new(
-                Opts::new(EVENTS_CONSUMED, "Records consumed, by topic"),
-                &["topic"],
-            )?,
+            consumed: IntCounterVec::new(Opts::new(EVENTS_CONSUMED, "Records consumed, by topic"), &["topic"])?,
             produced: IntCounterVec::new(
-                Opts::new(
-                    EVENTS_PRODUCED,
-                    "Records produced and acknowledged, by topic",
-                ),
+                Opts::new(EVENTS_PRODUCED, "Records produced and acknowledged, by topic"),
                 &["topic"],
             )?,
             dlq: IntCounterVec::new(
-                Opts::new(
-                    DLQ_EVENTS,
-                    "Records sent to the dead-letter topic, by reason",
-                ),
+                Opts::new(DLQ_EVENTS, "Records sent to the dead-letter topic, by reason"),
                 &["reason"],
             )?,
             batch_seconds: HistogramVec::new(
-                HistogramOpts::new(BATCH_SECONDS, "Time per micro-batch stage")
-                    .buckets(latency_buckets()),
+                HistogramOpts::new(BATCH_SECONDS, "Time per micro-batch stage").buckets(latency_buckets()),
                 &["stage"],
             )?,
             batch_size: Histogram::with_opts(
-                HistogramOpts::new(BATCH_SIZE, "Records per micro-batch").buckets(vec![
-                    1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
-                ]),
+                HistogramOpts::new(BATCH_SIZE, "Records per micro-batch")
+                    .buckets(vec![1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0]),
             )?,
-            retries: IntCounter::new(
-                PROCESS_RETRIES,
-                "Micro-batches retried after a dependency error",
-            )?,
-            commits: IntCounterVec::new(
-                Opts::new(COMMITS, "Offset commits, by result"),
-                &["result"],
-            )?,
+            retries: IntCounter::new(PROCESS_RETRIES, "Micro-batches retried after a dependency error")?,
+            commits: IntCounterVec::new(Opts::new(COMMITS, "Offset commits, by result"), &["result"])?,
             inflight: IntGauge::new(INFLIGHT_BATCH, "Records in the micro-batch being processed")?,
         };
         registry.register(Box::new(m.consumed.clone()))?;

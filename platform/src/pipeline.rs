@@ -45,22 +45,11 @@ pub struct OutRecord {
 
 impl OutRecord {
     pub fn new(topic: &str, key: Option<Vec<u8>>, payload: Vec<u8>) -> Self {
-        OutRecord {
-            topic: topic.to_string(),
-            key,
-            payload,
-            headers: Vec::new(),
-            dlq_reason: None,
-        }
+        OutRecord { topic: topic.to_string(), key, payload, headers: Vec::new(), dlq_reason: None }
     }
 
     /// The original bytes and key, with the reason and the source position as headers.
-    pub fn dead_letter(
-        dlq_topic: &str,
-        input: &InRecord,
-        reason: &'static str,
-        error: &str,
-    ) -> Self {
+    pub fn dead_letter(dlq_topic: &str, input: &InRecord, reason: &'static str, error: &str) -> Self {
         let mut error = error.to_string();
         error.truncate(1024);
         OutRecord {
@@ -71,10 +60,7 @@ impl OutRecord {
                 ("dlq.reason", reason.as_bytes().to_vec()),
                 ("dlq.error", error.into_bytes()),
                 ("dlq.source.topic", input.topic.as_bytes().to_vec()),
-                (
-                    "dlq.source.partition",
-                    input.partition.to_string().into_bytes(),
-                ),
+                ("dlq.source.partition", input.partition.to_string().into_bytes()),
                 ("dlq.source.offset", input.offset.to_string().into_bytes()),
             ],
             dlq_reason: Some(reason),
@@ -85,10 +71,7 @@ impl OutRecord {
 /// A service's work on one micro-batch. Expected per-record failures (bad input) become
 /// dead-letter records; an `Err` means "could not process now" and the batch is retried.
 pub trait Processor: Send {
-    fn process(
-        &mut self,
-        batch: &[InRecord],
-    ) -> impl Future<Output = anyhow::Result<Vec<OutRecord>>> + Send;
+    fn process(&mut self, batch: &[InRecord]) -> impl Future<Output = anyhow::Result<Vec<OutRecord>>> + Send;
 }
 
 pub struct Pipeline {
@@ -100,23 +83,13 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(
-        kafka: &KafkaArgs,
-        group_id: &str,
-        topics: &[&str],
-        metrics: PipelineMetrics,
-    ) -> anyhow::Result<Self> {
+    pub fn new(kafka: &KafkaArgs, group_id: &str, topics: &[&str], metrics: PipelineMetrics) -> anyhow::Result<Self> {
         let consumer: StreamConsumer = kafka
             .consumer_config(group_id)?
             .create()
             .context("creating the Kafka consumer (check --brokers / KAFKA_BROKERS)")?;
-        consumer
-            .subscribe(topics)
-            .with_context(|| format!("subscribing to {topics:?}"))?;
-        let producer: FutureProducer = kafka
-            .producer_config()?
-            .create()
-            .context("creating the Kafka producer")?;
+        consumer.subscribe(topics).with_context(|| format!("subscribing to {topics:?}"))?;
+        let producer: FutureProducer = kafka.producer_config()?.create().context("creating the Kafka producer")?;
         Ok(Pipeline {
             consumer,
             producer,
@@ -154,29 +127,18 @@ impl Pipeline {
                 self.metrics.consumed.with_label_values(&[&r.topic]).inc();
             }
             let started = Instant::now();
-            let Some(out) = self
-                .process_with_retry(&mut processor, &batch, &shutdown)
-                .await
-            else {
+            let Some(out) = self.process_with_retry(&mut processor, &batch, &shutdown).await else {
                 // Shut down while a dependency was failing: leave the batch uncommitted.
                 break Ok(());
             };
-            self.metrics
-                .batch_seconds
-                .with_label_values(&["process"])
-                .observe(started.elapsed().as_secs_f64());
+            self.metrics.batch_seconds.with_label_values(&["process"]).observe(started.elapsed().as_secs_f64());
             let produced_at = Instant::now();
             if let Err(e) = self.produce_all(&out).await {
                 break Err(e);
             }
-            self.metrics
-                .batch_seconds
-                .with_label_values(&["produce"])
-                .observe(produced_at.elapsed().as_secs_f64());
+            self.metrics.batch_seconds.with_label_values(&["produce"]).observe(produced_at.elapsed().as_secs_f64());
             for r in &batch {
-                let e = committed
-                    .entry((r.topic.clone(), r.partition))
-                    .or_insert(-1);
+                let e = committed.entry((r.topic.clone(), r.partition)).or_insert(-1);
                 *e = (*e).max(r.offset + 1);
             }
             self.commit(&committed, CommitMode::Async);
@@ -250,10 +212,7 @@ impl Pipeline {
     fn commit(&self, offsets: &BTreeMap<(String, i32), i64>, mode: CommitMode) {
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), offset) in offsets {
-            if tpl
-                .add_partition_offset(topic, *partition, Offset::Offset(*offset))
-                .is_err()
-            {
+            if tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)).is_err() {
                 continue;
             }
         }
@@ -278,14 +237,9 @@ pub async fn produce_all(
     for r in out {
         let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
         for (k, v) in &r.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v.as_slice()),
-            });
+            headers = headers.insert(Header { key: k, value: Some(v.as_slice()) });
         }
-        let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(&r.topic)
-            .payload(&r.payload)
-            .headers(headers);
+        let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(&r.topic).payload(&r.payload).headers(headers);
         if let Some(k) = &r.key {
             record = record.key(k);
         }
@@ -314,15 +268,11 @@ pub async fn produce_all(
                 }
             }
             Ok(Err((e, _))) => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "broker did not acknowledge a record for {}",
-                    r.topic
-                )));
+                return Err(
+                    anyhow::Error::new(e).context(format!("broker did not acknowledge a record for {}", r.topic))
+                );
             }
-            Err(_) => anyhow::bail!(
-                "producer was shut down before acknowledging a record for {}",
-                r.topic
-            ),
+            Err(_) => anyhow::bail!("producer was shut down before acknowledging a record for {}", r.topic),
         }
     }
     Ok(())

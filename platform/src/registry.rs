@@ -26,10 +26,9 @@ pub fn current_version(registry: &Path) -> anyhow::Result<Option<String>> {
 /// Loads and checks a version's artifact against this build's feature schema.
 pub fn load(registry: &Path, version: &str) -> anyhow::Result<ModelArtifact> {
     let path = version_dir(registry, version).join(MODEL_FILE);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading model {}", path.display()))?;
-    let artifact: ModelArtifact = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a model artifact", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading model {}", path.display()))?;
+    let artifact: ModelArtifact =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a model artifact", path.display()))?;
     artifact.check()?;
     Ok(artifact)
 }
@@ -47,11 +46,7 @@ pub fn load_current(registry: &Path) -> anyhow::Result<ModelArtifact> {
 }
 
 /// Writes a new version's files (atomically per file). Does not promote.
-pub fn write_version(
-    registry: &Path,
-    artifact: &ModelArtifact,
-    extra: &[(&str, Vec<u8>)],
-) -> anyhow::Result<PathBuf> {
+pub fn write_version(registry: &Path, artifact: &ModelArtifact, extra: &[(&str, Vec<u8>)]) -> anyhow::Result<PathBuf> {
     let dir = version_dir(registry, &artifact.version);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     write_atomic(&dir.join(MODEL_FILE), &serde_json::to_vec_pretty(artifact)?)?;

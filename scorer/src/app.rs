@@ -16,9 +16,7 @@ use platform::http::Readiness;
 use platform::metrics::{PipelineMetrics, latency_buckets};
 use platform::pipeline::Pipeline;
 use platform::{InRecord, OutRecord, Processor, Running};
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,11 +25,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "scorer",
-    version,
-    about = "Enriched events in; one verdict per event out, plus alerts"
-)]
+#[command(name = "scorer", version, about = "Enriched events in; one verdict per event out, plus alerts")]
 pub struct Config {
     #[command(flatten)]
     pub kafka: KafkaArgs,
@@ -54,12 +48,7 @@ pub struct Config {
     #[arg(long, env = "RELOAD_INTERVAL_MS", default_value_t = 1000)]
     pub reload_interval_ms: u64,
     /// Tokens for mutating endpoints, `name:token`, comma separated. Never printed.
-    #[arg(
-        long,
-        env = "ADMIN_TOKENS",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
+    #[arg(long, env = "ADMIN_TOKENS", value_delimiter = ',', hide_env_values = true)]
     pub admin_tokens: Vec<String>,
 }
 
@@ -104,14 +93,8 @@ impl ScorerMetrics {
                 Opts::new(MODEL_INFO, "The champion model (value 1)"),
                 &["version", "feature_schema"],
             )?,
-            reload_errors: IntCounter::new(
-                MODEL_RELOAD_ERRORS,
-                "Promoted models refused at reload",
-            )?,
-            reasons: IntCounterVec::new(
-                Opts::new(REASONS, "Rule and list reasons in verdicts, by code"),
-                &["code"],
-            )?,
+            reload_errors: IntCounter::new(MODEL_RELOAD_ERRORS, "Promoted models refused at reload")?,
+            reasons: IntCounterVec::new(Opts::new(REASONS, "Rule and list reasons in verdicts, by code"), &["code"])?,
         };
         r.register(Box::new(m.verdicts.clone()))?;
         r.register(Box::new(m.alerts.clone()))?;
@@ -140,11 +123,7 @@ const TOP_FEATURES: usize = 3;
 impl Processor for Scorer {
     async fn process(&mut self, batch: &[InRecord]) -> anyhow::Result<Vec<OutRecord>> {
         let model = self.model.get();
-        let policy = self
-            .policy
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let policy = self.policy.read().unwrap_or_else(|e| e.into_inner()).clone();
         let mut slots: Vec<Option<OutRecord>> = vec![None; batch.len()];
         let mut good: Vec<(usize, EnrichedEvent)> = Vec::with_capacity(batch.len());
         for (i, rec) in batch.iter().enumerate() {
@@ -155,32 +134,17 @@ impl Processor for Scorer {
                         "features computed with schema {} but this scorer uses {}; deploy matching versions",
                         e.feature_schema, self.schema
                     );
-                    slots[i] = Some(OutRecord::dead_letter(
-                        &self.topics.dlq_topic,
-                        rec,
-                        "feature_schema_mismatch",
-                        &msg,
-                    ));
+                    slots[i] =
+                        Some(OutRecord::dead_letter(&self.topics.dlq_topic, rec, "feature_schema_mismatch", &msg));
                 }
                 Err(e) => {
-                    slots[i] = Some(OutRecord::dead_letter(
-                        &self.topics.dlq_topic,
-                        rec,
-                        "invalid_enriched",
-                        &e.to_string(),
-                    ))
+                    slots[i] =
+                        Some(OutRecord::dead_letter(&self.topics.dlq_topic, rec, "invalid_enriched", &e.to_string()))
                 }
             }
         }
-        let ids: Vec<&str> = good
-            .iter()
-            .map(|(_, e)| e.event.session_id.as_str())
-            .collect();
-        let mut states = self
-            .sessions
-            .get_many(&ids)
-            .await
-            .context("reading session state")?;
+        let ids: Vec<&str> = good.iter().map(|(_, e)| e.event.session_id.as_str()).collect();
+        let mut states = self.sessions.get_many(&ids).await.context("reading session state")?;
         let now = platform::now_ms();
         let mut touched: HashMap<String, SessionState> = HashMap::new();
         let mut alerts = Vec::new();
@@ -208,11 +172,7 @@ impl Processor for Scorer {
             for code in &decision.rules {
                 self.metrics.reasons.with_label_values(&[code]).inc();
                 if !reasons.iter().any(|r| &r.code == code) {
-                    reasons.push(Reason {
-                        code: code.clone(),
-                        detail: Some("policy rule".into()),
-                        contribution: None,
-                    });
+                    reasons.push(Reason { code: code.clone(), detail: Some("policy rule".into()), contribution: None });
                 }
             }
             if state.action > decision.action {
@@ -222,12 +182,7 @@ impl Processor for Scorer {
                     contribution: None,
                 });
             }
-            for (idx, c) in scored
-                .contributions
-                .iter()
-                .filter(|(_, c)| *c > 0.0)
-                .take(TOP_FEATURES)
-            {
+            for (idx, c) in scored.contributions.iter().filter(|(_, c)| *c > 0.0).take(TOP_FEATURES) {
                 let f = &FEATURES[*idx];
                 reasons.push(Reason {
                     code: format!("feature:{}", f.name),
@@ -250,15 +205,10 @@ impl Processor for Scorer {
                 alert: first_alert,
                 ingest_ts_ms: e.ingest_ts_ms,
             };
-            self.metrics
-                .verdicts
-                .with_label_values(&[state.action.as_str()])
-                .inc();
+            self.metrics.verdicts.with_label_values(&[state.action.as_str()]).inc();
             self.metrics.score.observe(scored.score);
             if let Some(t) = e.ingest_ts_ms {
-                self.metrics
-                    .latency
-                    .observe((now - t).max(0) as f64 / 1000.0);
+                self.metrics.latency.observe((now - t).max(0) as f64 / 1000.0);
             }
             let payload = serde_json::to_vec(&verdict)?;
             if first_alert {
@@ -270,18 +220,11 @@ impl Processor for Scorer {
                     serde_json::to_vec(&alert)?,
                 ));
             }
-            slots[*i] = Some(OutRecord::new(
-                &self.topics.verdicts_topic,
-                Some(sid.clone().into_bytes()),
-                payload,
-            ));
+            slots[*i] = Some(OutRecord::new(&self.topics.verdicts_topic, Some(sid.clone().into_bytes()), payload));
             states.insert(sid.clone(), state.clone());
             touched.insert(sid.clone(), state);
         }
-        self.sessions
-            .put_many(&touched, now)
-            .await
-            .context("writing session state")?;
+        self.sessions.put_many(&touched, now).await.context("writing session state")?;
         let mut out: Vec<OutRecord> = slots.into_iter().flatten().collect();
         out.extend(alerts);
         Ok(out)
@@ -293,25 +236,14 @@ struct ApiState {
     sessions: SessionStore,
 }
 
-async fn get_session(
-    State(s): State<ApiState>,
-    Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+async fn get_session(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     if id.is_empty() || id.len() > 128 {
-        return Err(ApiError::BadRequest(
-            "session_id must have 1..=128 characters".into(),
-        ));
+        return Err(ApiError::BadRequest("session_id must have 1..=128 characters".into()));
     }
-    let state = s
-        .sessions
-        .get(&id)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let state = s.sessions.get(&id).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let now = platform::now_ms();
     let (action, restrictions, expires) =
-        state
-            .map(|st| st.effective(now))
-            .unwrap_or((Action::Allow, Vec::new(), None));
+        state.map(|st| st.effective(now)).unwrap_or((Action::Allow, Vec::new(), None));
     Ok(Json(serde_json::json!({
         "session_id": id,
         "action": action,
@@ -327,10 +259,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let metrics = ScorerMetrics::register(&registry)?;
     let policy = Policy::load(&cfg.policy)?;
     let model = platform::registry::load_current(&cfg.registry)?;
-    metrics
-        .model_info
-        .with_label_values(&[&model.version, &model.feature_schema])
-        .set(1);
+    metrics.model_info.with_label_values(&[&model.version, &model.feature_schema]).set(1);
     tracing::info!(version = %model.version, schema = %model.feature_schema, "champion model loaded");
     let handle = ModelHandle::new(model);
     let redis_shown = platform::config::redact_url(&cfg.redis.redis_url);
@@ -338,30 +267,15 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         .with_context(|| format!("invalid Redis URL {redis_shown}"))?;
     let conn = redis::aio::ConnectionManager::new(client)
         .await
-        .with_context(|| {
-            format!("connecting to Redis at {redis_shown} (set --redis-url / REDIS_URL)")
-        })?;
+        .with_context(|| format!("connecting to Redis at {redis_shown} (set --redis-url / REDIS_URL)"))?;
     let sessions = SessionStore::new(conn);
     let ready = Readiness::default();
     let routes = Router::new()
         .route("/v1/sessions/{session_id}", get(get_session))
-        .with_state(ApiState {
-            sessions: sessions.clone(),
-        });
-    let (http_addr, http) = platform::http::serve(
-        cfg.http_addr,
-        routes,
-        registry,
-        ready.clone(),
-        shutdown.clone(),
-    )
-    .await?;
-    let pipeline = Pipeline::new(
-        &cfg.kafka,
-        &cfg.group_id,
-        &[&cfg.topics.enriched_topic],
-        metrics.pipeline.clone(),
-    )?;
+        .with_state(ApiState { sessions: sessions.clone() });
+    let (http_addr, http) =
+        platform::http::serve(cfg.http_addr, routes, registry, ready.clone(), shutdown.clone()).await?;
+    let pipeline = Pipeline::new(&cfg.kafka, &cfg.group_id, &[&cfg.topics.enriched_topic], metrics.pipeline.clone())?;
     let policy = Arc::new(RwLock::new(Arc::new(policy)));
     let scorer = Scorer {
         model: handle.clone(),
@@ -380,19 +294,13 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         handle,
         move |m| {
             info.reset();
-            info.with_label_values(&[&m.version, &m.feature_schema])
-                .set(1);
+            info.with_label_values(&[&m.version, &m.feature_schema]).set(1);
         },
         metrics.reload_errors.clone(),
         every,
         shutdown.clone(),
     ));
-    tasks.spawn(watch_policy(
-        cfg.policy.clone(),
-        policy,
-        every,
-        shutdown.clone(),
-    ));
+    tasks.spawn(watch_policy(cfg.policy.clone(), policy, every, shutdown.clone()));
     let token = shutdown.clone();
     tasks.spawn(async move { pipeline.run(scorer, ready, token).await });
     tracing::info!(%http_addr, brokers = %cfg.kafka.brokers, redis = %redis_shown, "scorer started");

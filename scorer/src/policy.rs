@@ -130,8 +130,7 @@ fn is_capability(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 64
         && b[0].is_ascii_lowercase()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
 fn parse_condition(s: &str) -> Result<Condition, String> {
@@ -156,14 +155,10 @@ fn parse_condition(s: &str) -> Result<Condition, String> {
             ">=" => Cmp::Ge,
             "==" => Cmp::Eq,
             other => {
-                return Err(format!(
-                    "unknown comparison {other:?} in {part:?} (use < <= > >= ==)"
-                ));
+                return Err(format!("unknown comparison {other:?} in {part:?} (use < <= > >= ==)"));
             }
         };
-        let v: f64 = value
-            .parse()
-            .map_err(|_| format!("{value:?} in {part:?} is not a number"))?;
+        let v: f64 = value.parse().map_err(|_| format!("{value:?} in {part:?} is not a number"))?;
         out.push((idx, cmp, v));
     }
     Ok(Condition::Features(out))
@@ -171,39 +166,28 @@ fn parse_condition(s: &str) -> Result<Condition, String> {
 
 impl Policy {
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|err| PolicyError::Io {
-            path: path.display().to_string(),
-            err,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|err| PolicyError::Io { path: path.display().to_string(), err })?;
         Policy::parse(&text).map_err(|e| match e {
-            PolicyError::Parse { err, .. } => PolicyError::Parse {
-                path: path.display().to_string(),
-                err,
-            },
+            PolicyError::Parse { err, .. } => PolicyError::Parse { path: path.display().to_string(), err },
             other => other,
         })
     }
 
     pub fn parse(text: &str) -> Result<Policy, PolicyError> {
-        let raw: RawPolicy = toml::from_str(text).map_err(|e| PolicyError::Parse {
-            path: String::new(),
-            err: e.to_string(),
-        })?;
+        let raw: RawPolicy =
+            toml::from_str(text).map_err(|e| PolicyError::Parse { path: String::new(), err: e.to_string() })?;
         let mut bands = raw.band;
         for b in &bands {
             if !(0.0..=1.0).contains(&b.min_score) {
-                return Err(PolicyError::Invalid(format!(
-                    "band min_score {} must be within 0..=1",
-                    b.min_score
-                )));
+                return Err(PolicyError::Invalid(format!("band min_score {} must be within 0..=1", b.min_score)));
             }
             check_restrictions(b.action, &b.restrictions, &format!("band {}", b.min_score))?;
         }
         bands.sort_by(|a, b| b.min_score.total_cmp(&a.min_score));
         let mut rules = Vec::new();
         for r in raw.rule {
-            let when = parse_condition(&r.when)
-                .map_err(|e| PolicyError::Invalid(format!("rule {}: {e}", r.code)))?;
+            let when = parse_condition(&r.when).map_err(|e| PolicyError::Invalid(format!("rule {}: {e}", r.code)))?;
             check_restrictions(r.action, &r.restrictions, &format!("rule {}", r.code))?;
             rules.push(Rule {
                 code: r.code,
@@ -214,12 +198,7 @@ impl Policy {
                 overrides: r.overrides,
             });
         }
-        Ok(Policy {
-            alert_at: raw.alert_at,
-            restriction_ttl_secs: raw.restriction_ttl_secs,
-            bands,
-            rules,
-        })
+        Ok(Policy { alert_at: raw.alert_at, restriction_ttl_secs: raw.restriction_ttl_secs, bands, rules })
     }
 
     /// Applies rules and bands: the most severe applicable action wins, unless an override
@@ -231,18 +210,17 @@ impl Policy {
             ttl_secs: self.restriction_ttl_secs,
             rules: Vec::new(),
         };
-        let merge =
-            |action: Action, restrictions: &[String], ttl: Option<u64>, d: &mut Decision| {
-                if action > d.action {
-                    d.action = action;
-                    d.ttl_secs = ttl.unwrap_or(self.restriction_ttl_secs);
+        let merge = |action: Action, restrictions: &[String], ttl: Option<u64>, d: &mut Decision| {
+            if action > d.action {
+                d.action = action;
+                d.ttl_secs = ttl.unwrap_or(self.restriction_ttl_secs);
+            }
+            for r in restrictions {
+                if !d.restrictions.contains(r) {
+                    d.restrictions.push(r.clone());
                 }
-                for r in restrictions {
-                    if !d.restrictions.contains(r) {
-                        d.restrictions.push(r.clone());
-                    }
-                }
-            };
+            }
+        };
         if let Some(b) = self.bands.iter().find(|b| score >= b.min_score) {
             merge(b.action, &b.restrictions, b.ttl_secs, &mut d);
         }
@@ -282,20 +260,12 @@ impl Policy {
     }
 }
 
-fn check_restrictions(
-    action: Action,
-    restrictions: &[String],
-    what: &str,
-) -> Result<(), PolicyError> {
+fn check_restrictions(action: Action, restrictions: &[String], what: &str) -> Result<(), PolicyError> {
     if action == Action::Restrict && restrictions.is_empty() {
-        return Err(PolicyError::Invalid(format!(
-            "{what}: action restrict needs a non-empty `restrictions` list"
-        )));
+        return Err(PolicyError::Invalid(format!("{what}: action restrict needs a non-empty `restrictions` list")));
     }
     if let Some(bad) = restrictions.iter().find(|r| !is_capability(r)) {
-        return Err(PolicyError::Invalid(format!(
-            "{what}: restriction {bad:?} must match ^[a-z][a-z0-9_]{{0,63}}$"
-        )));
+        return Err(PolicyError::Invalid(format!("{what}: restriction {bad:?} must match ^[a-z][a-z0-9_]{{0,63}}$")));
     }
     Ok(())
 }
@@ -335,20 +305,11 @@ mod tests {
         let zeros = vec![0.0; FEATURES.len()];
         assert_eq!(p.decide(0.1, &[], &zeros).action, Action::Allow);
         let d = p.decide(0.6, &[], &zeros);
-        assert_eq!(
-            (d.action, d.restrictions.as_slice()),
-            (Action::Restrict, &["transfer_funds".to_string()][..])
-        );
+        assert_eq!((d.action, d.restrictions.as_slice()), (Action::Restrict, &["transfer_funds".to_string()][..]));
         assert_eq!(p.decide(0.95, &[], &zeros).action, Action::Block);
         let d = p.decide(0.1, &["blacklist_ip".into()], &zeros);
-        assert_eq!(
-            (d.action, d.rules.as_slice()),
-            (Action::Block, &["blacklist_ip".to_string()][..])
-        );
-        assert_eq!(
-            p.decide(0.95, &["whitelist_user".into()], &zeros).action,
-            Action::Allow
-        );
+        assert_eq!((d.action, d.rules.as_slice()), (Action::Block, &["blacklist_ip".to_string()][..]));
+        assert_eq!(p.decide(0.95, &["whitelist_user".into()], &zeros).action, Action::Allow);
         let mut f = zeros.clone();
         f[models::features::F::SessionPayeeAddedHere as usize] = 1.0;
         f[models::features::F::UserDeviceNew as usize] = 1.0;
@@ -359,21 +320,14 @@ mod tests {
 
     #[test]
     fn invalid_policies_are_refused_with_the_reason() {
-        let e = Policy::parse("[[band]]\nmin_score = 2.0\naction = \"block\"")
-            .unwrap_err()
-            .to_string();
+        let e = Policy::parse("[[band]]\nmin_score = 2.0\naction = \"block\"").unwrap_err().to_string();
         assert!(e.contains("min_score"), "{e}");
-        let e = Policy::parse("[[band]]\nmin_score = 0.5\naction = \"restrict\"")
-            .unwrap_err()
-            .to_string();
+        let e = Policy::parse("[[band]]\nmin_score = 0.5\naction = \"restrict\"").unwrap_err().to_string();
         assert!(e.contains("restrictions"), "{e}");
-        let e = Policy::parse("[[rule]]\ncode = \"x\"\nwhen = \"nope > 1\"\naction = \"block\"")
-            .unwrap_err()
-            .to_string();
+        let e =
+            Policy::parse("[[rule]]\ncode = \"x\"\nwhen = \"nope > 1\"\naction = \"block\"").unwrap_err().to_string();
         assert!(e.contains("unknown feature"), "{e}");
-        let e = Policy::parse("[[band]]\nmin_score = 0.5\naction = \"explode\"")
-            .unwrap_err()
-            .to_string();
+        let e = Policy::parse("[[band]]\nmin_score = 0.5\naction = \"explode\"").unwrap_err().to_string();
         assert!(e.contains("explode"), "{e}");
     }
 

@@ -44,10 +44,7 @@ impl SessionStore {
     }
 
     /// Reads the states of `ids` in one round trip.
-    pub async fn get_many(
-        &self,
-        ids: &[&str],
-    ) -> redis::RedisResult<HashMap<String, SessionState>> {
+    pub async fn get_many(&self, ids: &[&str]) -> redis::RedisResult<HashMap<String, SessionState>> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
@@ -57,34 +54,19 @@ impl SessionStore {
         Ok(ids
             .iter()
             .zip(vals)
-            .filter_map(|(id, v)| {
-                v.and_then(|v| serde_json::from_str(&v).ok())
-                    .map(|s| (id.to_string(), s))
-            })
+            .filter_map(|(id, v)| v.and_then(|v| serde_json::from_str(&v).ok()).map(|s| (id.to_string(), s)))
             .collect())
     }
 
     /// Writes states in one round trip, each kept until its expiry (or a day).
-    pub async fn put_many(
-        &self,
-        states: &HashMap<String, SessionState>,
-        now_ms: i64,
-    ) -> redis::RedisResult<()> {
+    pub async fn put_many(&self, states: &HashMap<String, SessionState>, now_ms: i64) -> redis::RedisResult<()> {
         if states.is_empty() {
             return Ok(());
         }
         let mut pipe = redis::pipe();
         for (id, s) in states {
-            let keep = s
-                .expires_at_ms
-                .map(|t| (t - now_ms).max(0) + KEEP_MS)
-                .unwrap_or(KEEP_MS);
-            pipe.cmd("SET")
-                .arg(key(id))
-                .arg(serde_json::to_string(s).unwrap_or_default())
-                .arg("PX")
-                .arg(keep)
-                .ignore();
+            let keep = s.expires_at_ms.map(|t| (t - now_ms).max(0) + KEEP_MS).unwrap_or(KEEP_MS);
+            pipe.cmd("SET").arg(key(id)).arg(serde_json::to_string(s).unwrap_or_default()).arg("PX").arg(keep).ignore();
         }
         let mut c = self.conn.clone();
         pipe.query_async::<()>(&mut c).await
@@ -106,8 +88,7 @@ pub fn escalate(
     now_ms: i64,
 ) -> (SessionState, bool) {
     let (prev_action, mut rs, prev_exp) =
-        prev.map(|p| p.effective(now_ms))
-            .unwrap_or((Action::Allow, Vec::new(), None));
+        prev.map(|p| p.effective(now_ms)).unwrap_or((Action::Allow, Vec::new(), None));
     let alerted = prev.is_some_and(|p| p.alerted);
     let new_action = prev_action.max(action);
     for r in restrictions {
@@ -118,21 +99,13 @@ pub fn escalate(
     if new_action != Action::Restrict {
         rs.clear();
     }
-    let expires = if action > Action::Allow {
-        Some(prev_exp.unwrap_or(0).max(now_ms + ttl_ms))
-    } else {
-        prev_exp
-    };
+    let expires = if action > Action::Allow { Some(prev_exp.unwrap_or(0).max(now_ms + ttl_ms)) } else { prev_exp };
     let first_alert = !alerted && new_action >= alert_at;
     (
         SessionState {
             action: new_action,
             restrictions: rs,
-            expires_at_ms: if new_action == Action::Allow {
-                None
-            } else {
-                expires
-            },
+            expires_at_ms: if new_action == Action::Allow { None } else { expires },
             alerted: alerted || first_alert,
             updated_at_ms: now_ms,
         },
@@ -147,39 +120,15 @@ mod tests {
     #[test]
     fn actions_only_escalate_and_alert_once_then_expire() {
         let r = |s: &str| vec![s.to_string()];
-        let (s1, a1) = escalate(
-            None,
-            Action::Restrict,
-            &r("transfer_funds"),
-            1000,
-            Action::Restrict,
-            0,
-        );
+        let (s1, a1) = escalate(None, Action::Restrict, &r("transfer_funds"), 1000, Action::Restrict, 0);
         assert!(a1);
-        assert_eq!(
-            (s1.action, s1.expires_at_ms),
-            (Action::Restrict, Some(1000))
-        );
+        assert_eq!((s1.action, s1.expires_at_ms), (Action::Restrict, Some(1000)));
         let (s2, a2) = escalate(Some(&s1), Action::Allow, &[], 1000, Action::Restrict, 10);
         assert!(!a2, "alerts once per session");
-        assert_eq!(
-            (s2.action, s2.restrictions.clone()),
-            (Action::Restrict, r("transfer_funds"))
-        );
-        let (s3, _) = escalate(
-            Some(&s2),
-            Action::Restrict,
-            &r("add_payee"),
-            1000,
-            Action::Restrict,
-            20,
-        );
+        assert_eq!((s2.action, s2.restrictions.clone()), (Action::Restrict, r("transfer_funds")));
+        let (s3, _) = escalate(Some(&s2), Action::Restrict, &r("add_payee"), 1000, Action::Restrict, 20);
         assert_eq!(s3.restrictions, vec!["transfer_funds", "add_payee"]);
         let (s4, _) = escalate(Some(&s3), Action::Allow, &[], 1000, Action::Restrict, 5000);
-        assert_eq!(
-            (s4.action, s4.expires_at_ms),
-            (Action::Allow, None),
-            "expired restriction lapses"
-        );
+        assert_eq!((s4.action, s4.expires_at_ms), (Action::Allow, None), "expired restriction lapses");
     }
 }

@@ -36,10 +36,8 @@ pub async fn consume_until(
             let mut headers = HashMap::new();
             if let Some(h) = m.headers() {
                 for hd in h.iter() {
-                    headers.insert(
-                        hd.key.to_string(),
-                        String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned(),
-                    );
+                    headers
+                        .insert(hd.key.to_string(), String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned());
                 }
             }
             out.push(Record {
@@ -60,23 +58,17 @@ pub fn committed_vs_end(brokers: &str, group: &str, topic: &str) -> Vec<(i32, i6
         .set("enable.auto.commit", "false")
         .create()
         .expect("an offsets consumer");
-    let md = c
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .expect("metadata");
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(5)).expect("metadata");
     let parts: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
     let mut tpl = TopicPartitionList::new();
     for p in &parts {
         tpl.add_partition(topic, *p);
     }
-    let committed = c
-        .committed_offsets(tpl, Duration::from_secs(5))
-        .expect("committed offsets");
+    let committed = c.committed_offsets(tpl, Duration::from_secs(5)).expect("committed offsets");
     parts
         .iter()
         .map(|p| {
-            let (_, high) = c
-                .fetch_watermarks(topic, *p, Duration::from_secs(5))
-                .expect("watermarks");
+            let (_, high) = c.fetch_watermarks(topic, *p, Duration::from_secs(5)).expect("watermarks");
             let off = match committed.find_partition(topic, *p).map(|e| e.offset()) {
                 Some(Offset::Offset(o)) => o,
                 _ => 0,

@@ -11,28 +11,18 @@ pub struct Stack {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is inside the repo")
-        .to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repo").to_path_buf()
 }
 
 impl Stack {
     /// Starts a stack (installing tansu/redis if missing, as `scripts/stack up` does).
     pub fn start() -> Stack {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let stack = Stack {
-            dir,
-            kafka_port: free_port(),
-            redis_port: free_port(),
-        };
+        let stack = Stack { dir, kafka_port: free_port(), redis_port: free_port() };
         let status = stack.script("up");
         assert!(status.success(), "scripts/stack up failed");
         stack

@@ -14,13 +14,9 @@ const BLOCKED_IP: &str = "203.0.113.66";
 
 fn schema(name: &str) -> jsonschema::Validator {
     let path = repo_root().join("../shared/contract").join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let schema: serde_json::Value = serde_json::from_str(&text).expect("schema JSON");
-    jsonschema::options()
-        .should_validate_formats(true)
-        .build(&schema)
-        .expect("a valid schema")
+    jsonschema::options().should_validate_formats(true).build(&schema).expect("a valid schema")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -65,12 +61,8 @@ async fn every_event_gets_one_valid_verdict_and_blacklisted_ips_are_blocked() {
             format!("tests:{TOKEN}"),
         ]
     };
-    let enricher = enricher::start(
-        enricher::Config::try_parse_from(common("enricher")).unwrap(),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let enricher =
+        enricher::start(enricher::Config::try_parse_from(common("enricher")).unwrap(), shutdown.clone()).await.unwrap();
     let mut scorer_args = common("scorer");
     scorer_args.extend([
         "--registry".into(),
@@ -78,34 +70,18 @@ async fn every_event_gets_one_valid_verdict_and_blacklisted_ips_are_blocked() {
         "--policy".into(),
         repo_root().join("config/policy.toml").display().to_string(),
     ]);
-    let scorer = scorer::start(
-        scorer::Config::try_parse_from(scorer_args).unwrap(),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let scorer = scorer::start(scorer::Config::try_parse_from(scorer_args).unwrap(), shutdown.clone()).await.unwrap();
 
     // Blacklist an IP through the authenticated API (and check that the API wants the token).
     let body = format!(r#"{{"value":"{BLOCKED_IP}","reason":"known proxy"}}"#);
-    let (status, _) = e2e_tests::http::request(
-        enricher.http_addr,
-        "POST",
-        "/v1/lists/blacklist/ip",
-        None,
-        Some(&body),
-    )
-    .await
-    .unwrap();
+    let (status, _) = e2e_tests::http::request(enricher.http_addr, "POST", "/v1/lists/blacklist/ip", None, Some(&body))
+        .await
+        .unwrap();
     assert_eq!(status, 401);
-    let (status, text) = e2e_tests::http::request(
-        enricher.http_addr,
-        "POST",
-        "/v1/lists/blacklist/ip",
-        Some(TOKEN),
-        Some(&body),
-    )
-    .await
-    .unwrap();
+    let (status, text) =
+        e2e_tests::http::request(enricher.http_addr, "POST", "/v1/lists/blacklist/ip", Some(TOKEN), Some(&body))
+            .await
+            .unwrap();
     assert_eq!(status, 200, "{text}");
     tokio::time::sleep(Duration::from_millis(600)).await;
 
@@ -123,36 +99,26 @@ async fn every_event_gets_one_valid_verdict_and_blacklisted_ips_are_blocked() {
         ("bad".into(), b"{not json".to_vec(), 0),
         (
             "bad".into(),
-            br#"{"event_id":"x","ts":"yesterday","session_id":"s","type":"login","ip":"1.2.3.4"}"#
-                .to_vec(),
+            br#"{"event_id":"x","ts":"yesterday","session_id":"s","type":"login","ip":"1.2.3.4"}"#.to_vec(),
             0,
         ),
         ("bad".into(), vec![0xff, 0xfe, 0x00], 0),
     ];
     records.splice(100..100, bad);
-    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", stack.brokers())
-        .create()
-        .unwrap();
-    fixtures::send_events(&producer, "clickstream", &records, false)
-        .await
-        .unwrap();
+    let producer: rdkafka::producer::FutureProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", stack.brokers()).create().unwrap();
+    fixtures::send_events(&producer, "clickstream", &records, false).await.unwrap();
 
     // Every event gets a verdict.
     let want: HashSet<String> = live.iter().map(|e| e.event_id.clone()).collect();
-    let verdicts = consume_until(
-        &stack.brokers(),
-        "fraud.verdicts",
-        Duration::from_secs(120),
-        |rs| {
-            rs.iter()
-                .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.payload).ok())
-                .filter_map(|v| v["event_id"].as_str().map(str::to_string))
-                .collect::<HashSet<_>>()
-                .len()
-                >= want.len()
-        },
-    )
+    let verdicts = consume_until(&stack.brokers(), "fraud.verdicts", Duration::from_secs(120), |rs| {
+        rs.iter()
+            .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.payload).ok())
+            .filter_map(|v| v["event_id"].as_str().map(str::to_string))
+            .collect::<HashSet<_>>()
+            .len()
+            >= want.len()
+    })
     .await;
     let validator = schema("verdict.schema.json");
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -164,62 +130,28 @@ async fn every_event_gets_one_valid_verdict_and_blacklisted_ips_are_blocked() {
         }
         let id = v["event_id"].as_str().unwrap().to_string();
         *seen.entry(id.clone()).or_default() += 1;
-        *actions
-            .entry(v["action"].as_str().unwrap().to_string())
-            .or_default() += 1;
+        *actions.entry(v["action"].as_str().unwrap().to_string()).or_default() += 1;
         if v["session_id"] == victim.as_str() {
             assert_eq!(v["action"], "block", "blacklisted IP must be blocked: {v}");
-            assert!(
-                v["reasons"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|r| r["code"] == "blacklist_ip"),
-                "{v}"
-            );
+            assert!(v["reasons"].as_array().unwrap().iter().any(|r| r["code"] == "blacklist_ip"), "{v}");
         }
         assert_eq!(v["model_version"], trained.version.as_str());
     }
     let missing: Vec<_> = want.iter().filter(|id| !seen.contains_key(*id)).collect();
     let duplicates = seen.values().filter(|n| **n > 1).count();
-    assert!(
-        missing.is_empty(),
-        "{} of {} events have no verdict",
-        missing.len(),
-        want.len()
-    );
+    assert!(missing.is_empty(), "{} of {} events have no verdict", missing.len(), want.len());
     assert_eq!(seen.len(), want.len(), "verdicts only for input events");
-    eprintln!(
-        "verdicts: {} for {} events, {duplicates} duplicated; actions {actions:?}",
-        verdicts.len(),
-        want.len()
-    );
-    assert!(
-        actions.get("allow").copied().unwrap_or(0) > want.len() / 2,
-        "most traffic is legitimate: {actions:?}"
-    );
+    eprintln!("verdicts: {} for {} events, {duplicates} duplicated; actions {actions:?}", verdicts.len(), want.len());
+    assert!(actions.get("allow").copied().unwrap_or(0) > want.len() / 2, "most traffic is legitimate: {actions:?}");
 
     // Bad input went to the dead-letter topic with its reason and position.
-    let dlq = consume_until(
-        &stack.brokers(),
-        "clickstream.dlq",
-        Duration::from_secs(30),
-        |rs| rs.len() >= 3,
-    )
-    .await;
-    let reasons: HashSet<&str> = dlq
-        .iter()
-        .map(|r| r.headers["dlq.reason"].as_str())
-        .collect();
+    let dlq = consume_until(&stack.brokers(), "clickstream.dlq", Duration::from_secs(30), |rs| rs.len() >= 3).await;
+    let reasons: HashSet<&str> = dlq.iter().map(|r| r.headers["dlq.reason"].as_str()).collect();
     assert_eq!(dlq.len(), 3, "{dlq:?}");
-    assert!(
-        reasons.contains("invalid_json") && reasons.contains("schema_violation"),
-        "{reasons:?}"
-    );
+    assert!(reasons.contains("invalid_json") && reasons.contains("schema_violation"), "{reasons:?}");
     assert!(
         dlq.iter()
-            .all(|r| r.headers["dlq.source.topic"] == "clickstream"
-                && r.headers.contains_key("dlq.source.offset"))
+            .all(|r| r.headers["dlq.source.topic"] == "clickstream" && r.headers.contains_key("dlq.source.offset"))
     );
 
     // Committed offsets reach the end of the input for both consumer groups.
@@ -241,27 +173,15 @@ async fn every_event_gets_one_valid_verdict_and_blacklisted_ips_are_blocked() {
     );
 
     // The website can ask about the blocked session.
-    let (status, text) = e2e_tests::http::request(
-        scorer.http_addr,
-        "GET",
-        &format!("/v1/sessions/{victim}"),
-        None,
-        None,
-    )
-    .await
-    .unwrap();
+    let (status, text) =
+        e2e_tests::http::request(scorer.http_addr, "GET", &format!("/v1/sessions/{victim}"), None, None).await.unwrap();
     assert_eq!(status, 200);
     assert!(text.contains("\"action\":\"block\""), "{text}");
 
     // Metrics are served.
-    let (status, text) = e2e_tests::http::request(scorer.http_addr, "GET", "/metrics", None, None)
-        .await
-        .unwrap();
+    let (status, text) = e2e_tests::http::request(scorer.http_addr, "GET", "/metrics", None, None).await.unwrap();
     assert_eq!(status, 200);
-    assert!(
-        text.contains("fraud_verdicts_total{action=\"block\"}"),
-        "{text}"
-    );
+    assert!(text.contains("fraud_verdicts_total{action=\"block\"}"), "{text}");
 
     shutdown.cancel();
     enricher.wait().await.unwrap();

@@ -27,17 +27,12 @@ async fn replaying_a_stream_through_redis_and_memory_gives_identical_features() 
         rate_scam: 0.02,
         ..SimConfig::default()
     };
-    let events = World::new(cfg)
-        .simulate(1_760_000_000_000, 1_760_000_000_000 + 3 * 86_400_000, None)
-        .events;
+    let events = World::new(cfg).simulate(1_760_000_000_000, 1_760_000_000_000 + 3 * 86_400_000, None).events;
     assert!(events.len() > 1000);
 
     // Offline: one event at a time through the in-memory history (what the trainer does).
     let mut mem = MemoryHistory::new();
-    let offline: Vec<FeatureVector> = events
-        .iter()
-        .map(|e| features::replay_one(&mut mem, e))
-        .collect();
+    let offline: Vec<FeatureVector> = events.iter().map(|e| features::replay_one(&mut mem, e)).collect();
 
     // Live: micro-batches, one pipelined Redis round trip each (what the enricher does).
     let mut live = Vec::with_capacity(events.len());
@@ -51,13 +46,8 @@ async fn replaying_a_stream_through_redis_and_memory_gives_identical_features() 
             at += p.ops.len();
         }
     }
-    let differing: Vec<_> = offline
-        .iter()
-        .zip(&live)
-        .enumerate()
-        .filter(|(_, (a, b))| a != b)
-        .map(|(i, _)| i)
-        .collect();
+    let differing: Vec<_> =
+        offline.iter().zip(&live).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i).collect();
     assert!(
         differing.is_empty(),
         "{} of {} vectors differ, first at event {:?}",
@@ -66,9 +56,6 @@ async fn replaying_a_stream_through_redis_and_memory_gives_identical_features() 
         differing.first()
     );
     // The stream exercised the history: not every vector is the same trivial one.
-    let distinct_users_seen = offline
-        .iter()
-        .filter(|f| f.get(features::F::UserKnown) == 1.0)
-        .count();
+    let distinct_users_seen = offline.iter().filter(|f| f.get(features::F::UserKnown) == 1.0).count();
     assert!(distinct_users_seen > events.len() / 2);
 }

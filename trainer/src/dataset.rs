@@ -40,10 +40,7 @@ pub struct Truth {
 
 impl Truth {
     pub fn known_at(labels: &[Label], cutoff: i64) -> (Truth, usize, usize) {
-        let mut t = Truth {
-            sessions: HashMap::new(),
-            accounts: HashMap::new(),
-        };
+        let mut t = Truth { sessions: HashMap::new(), accounts: HashMap::new() };
         let (mut used, mut late) = (0, 0);
         for l in labels {
             if l.ts > cutoff {
@@ -72,10 +69,7 @@ impl Truth {
             return *f;
         }
         // An account label speaks of the account from then on.
-        match (
-            &ev.user_id,
-            ev.user_id.as_ref().and_then(|u| self.accounts.get(u)),
-        ) {
+        match (&ev.user_id, ev.user_id.as_ref().and_then(|u| self.accounts.get(u))) {
             (Some(_), Some(since)) => ev.ts >= *since,
             _ => false,
         }
@@ -85,28 +79,16 @@ impl Truth {
 /// Replays the whole lake, oldest partition first, through one in-memory history, so every
 /// event's features see exactly the history before it, as live. `cutoff` defaults to the
 /// newest event; labels after it are ignored (they were not known yet).
-pub fn build(
-    lake: &Path,
-    cutoff: Option<i64>,
-    mut progress: impl FnMut(&str, usize),
-) -> anyhow::Result<Dataset> {
+pub fn build(lake: &Path, cutoff: Option<i64>, mut progress: impl FnMut(&str, usize)) -> anyhow::Result<Dataset> {
     lake::check_lake(lake)?;
     let labels = lake::read_labels(lake)?;
     let parts = lake::partitions(lake, lake::EVENTS)?;
     let mut history = MemoryHistory::new();
-    let mut ds = Dataset {
-        first_ts: i64::MAX,
-        last_ts: i64::MIN,
-        ..Dataset::default()
-    };
+    let mut ds = Dataset { first_ts: i64::MAX, last_ts: i64::MIN, ..Dataset::default() };
     // The cut-off defaults to the newest event, found in the newest partition.
     ds.cutoff = match (cutoff, parts.last()) {
         (Some(c), _) => c,
-        (None, Some((_, files))) => lake::read_events(files)?
-            .0
-            .last()
-            .map(|e| e.ts)
-            .unwrap_or(0),
+        (None, Some((_, files))) => lake::read_events(files)?.0.last().map(|e| e.ts).unwrap_or(0),
         (None, None) => 0,
     };
     let (truth, used, late) = Truth::known_at(&labels, ds.cutoff);
@@ -136,11 +118,7 @@ pub fn build(
                 ts: ev.ts,
                 session,
                 fraud: truth.is_fraud(ev),
-                transfer_value: if ev.is(models::event::kind::TRANSFER) {
-                    ev.amount.unwrap_or(0.0)
-                } else {
-                    0.0
-                },
+                transfer_value: if ev.is(models::event::kind::TRANSFER) { ev.amount.unwrap_or(0.0) } else { 0.0 },
                 x: f.0.iter().map(|v| *v as f32).collect(),
             });
         }
@@ -170,17 +148,10 @@ impl Split {
             );
         }
         let at = |f: f64| first + (span as f64 * f) as i64;
-        Ok(Split {
-            train: (first, at(0.6)),
-            valid: (at(0.6), at(0.75)),
-            test: (at(0.78), mature),
-        })
+        Ok(Split { train: (first, at(0.6)), valid: (at(0.6), at(0.75)), test: (at(0.78), mature) })
     }
 
     pub fn rows<'a>(&self, ds: &'a Dataset, window: (i64, i64)) -> Vec<&'a Row> {
-        ds.rows
-            .iter()
-            .filter(|r| r.ts >= window.0 && r.ts < window.1)
-            .collect()
+        ds.rows.iter().filter(|r| r.ts >= window.0 && r.ts < window.1).collect()
     }
 }

@@ -16,6 +16,11 @@ pub struct Metrics {
     pub recall_at_1pct_fpr: f64,
     pub precision_at_100: f64,
     pub expected_calibration_error: f64,
+    /// Session score above which 0.5 % / 1 % / 5 % of legitimate sessions would be flagged:
+    /// the numbers to put in the policy for a target alert rate.
+    pub threshold_at_0_5pct_fpr: f64,
+    pub threshold_at_1pct_fpr: f64,
+    pub threshold_at_5pct_fpr: f64,
 }
 
 /// `(score, is_fraud)` per session.
@@ -57,11 +62,7 @@ pub fn metrics(sessions: &[(f64, bool)]) -> Metrics {
         rank_sum += avg * asc[i..j].iter().filter(|s| s.1).count() as f64;
         i = j;
     }
-    let auc = if pos > 0 && neg > 0 {
-        (rank_sum - (pos * (pos + 1)) as f64 / 2.0) / (pos * neg) as f64
-    } else {
-        0.0
-    };
+    let auc = if pos > 0 && neg > 0 { (rank_sum - (pos * (pos + 1)) as f64 / 2.0) / (pos * neg) as f64 } else { 0.0 };
     let recall_at = |fpr: f64| {
         let allowed = (fpr * neg as f64).floor() as usize;
         let (mut fp, mut tp) = (0, 0);
@@ -78,11 +79,7 @@ pub fn metrics(sessions: &[(f64, bool)]) -> Metrics {
         if pos > 0 { tp as f64 / pos as f64 } else { 0.0 }
     };
     let k = sessions.len().min(100);
-    let p_at_k = if k > 0 {
-        sessions[..k].iter().filter(|s| s.1).count() as f64 / k as f64
-    } else {
-        0.0
-    };
+    let p_at_k = if k > 0 { sessions[..k].iter().filter(|s| s.1).count() as f64 / k as f64 } else { 0.0 };
     // Calibration: mean |predicted − observed| over ten score bins, weighted by bin size.
     let mut bins = [(0usize, 0.0f64, 0usize); 10];
     for (s, y) in sessions {
@@ -97,7 +94,13 @@ pub fn metrics(sessions: &[(f64, bool)]) -> Metrics {
         .filter(|b| b.0 > 0)
         .map(|b| (b.1 / b.0 as f64 - b.2 as f64 / b.0 as f64).abs() * b.0 as f64 / n)
         .sum();
+    let mut legit: Vec<f64> = sessions.iter().filter(|s| !s.1).map(|s| s.0).collect();
+    legit.sort_by(|a, b| b.total_cmp(a));
+    let threshold = |fpr: f64| legit.get((fpr * legit.len() as f64) as usize).copied().unwrap_or(1.0);
     Metrics {
+        threshold_at_0_5pct_fpr: threshold(0.005),
+        threshold_at_1pct_fpr: threshold(0.01),
+        threshold_at_5pct_fpr: threshold(0.05),
         sessions: sessions.len(),
         fraud_sessions: pos,
         average_precision: ap,

@@ -2,11 +2,7 @@ use clap::{Parser, Subcommand};
 use trainer::run::{BackfillArgs, TrainArgs};
 
 #[derive(Parser)]
-#[command(
-    name = "trainer",
-    version,
-    about = "Trains, evaluates and promotes fraud models from the lake"
-)]
+#[command(name = "trainer", version, about = "Trains, evaluates and promotes fraud models from the lake")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

@@ -39,9 +39,7 @@ pub struct Outcome {
 }
 
 fn score_rows(m: &ModelArtifact, rows: &[&Row]) -> Vec<f64> {
-    rows.iter()
-        .map(|r| m.score(&train::features_of(r)).score)
-        .collect()
+    rows.iter().map(|r| m.score(&train::features_of(r)).score).collect()
 }
 
 fn new_version(registry: &Path) -> String {
@@ -57,9 +55,7 @@ fn new_version(registry: &Path) -> String {
 
 pub fn train(args: &TrainArgs) -> anyhow::Result<Outcome> {
     let t0 = Instant::now();
-    let ds = dataset::build(&args.lake, None, |date, n| {
-        tracing::info!(date, events = n, "replayed partition")
-    })?;
+    let ds = dataset::build(&args.lake, None, |date, n| tracing::info!(date, events = n, "replayed partition"))?;
     tracing::info!(
         events = ds.events_read,
         rejected = ds.events_rejected,
@@ -69,19 +65,10 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<Outcome> {
         "lake replayed through the feature definition"
     );
     let split = Split::by_time(ds.first_ts, ds.cutoff, args.label_delay_days)?;
-    let (train_rows, valid_rows, test_rows) = (
-        split.rows(&ds, split.train),
-        split.rows(&ds, split.valid),
-        split.rows(&ds, split.test),
-    );
+    let (train_rows, valid_rows, test_rows) =
+        (split.rows(&ds, split.train), split.rows(&ds, split.valid), split.rows(&ds, split.test));
     let t1 = Instant::now();
-    let fit = train::fit_logistic(
-        &train_rows,
-        Params {
-            alpha: args.alpha,
-            ..Params::default()
-        },
-    )?;
+    let fit = train::fit_logistic(&train_rows, Params { alpha: args.alpha, ..Params::default() })?;
     let version = new_version(&args.registry);
     let meta = serde_json::json!({
         "split": &split,
@@ -90,35 +77,19 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<Outcome> {
         "cutoff": models::format_ts(ds.cutoff),
     });
     let mut model = train::artifact(&version, fit, meta);
-    let margins: Vec<f64> = valid_rows
-        .iter()
-        .map(|r| model.margin(&train::features_of(r)).0)
-        .collect();
+    let margins: Vec<f64> = valid_rows.iter().map(|r| model.margin(&train::features_of(r)).0).collect();
     let labels: Vec<bool> = valid_rows.iter().map(|r| r.fraud).collect();
     if labels.iter().any(|y| *y) {
         model.calibration = Some(train::fit_platt(&margins, &labels));
     }
-    tracing::info!(
-        secs = t1.elapsed().as_secs_f64(),
-        rows = train_rows.len(),
-        "model fitted and calibrated"
-    );
+    tracing::info!(secs = t1.elapsed().as_secs_f64(), rows = train_rows.len(), "model fitted and calibrated");
 
-    let test = eval::metrics(&eval::by_session(
-        &test_rows,
-        &score_rows(&model, &test_rows),
-    ));
+    let test = eval::metrics(&eval::by_session(&test_rows, &score_rows(&model, &test_rows)));
     let champion = platform::registry::current_version(&args.registry)?;
-    let champion_model = champion
-        .as_ref()
-        .map(|v| platform::registry::load(&args.registry, v));
+    let champion_model = champion.as_ref().map(|v| platform::registry::load(&args.registry, v));
     let (promote, why, champion_test) = match champion_model {
         None => (true, "no champion yet".to_string(), None),
-        Some(Err(e)) => (
-            true,
-            format!("the champion cannot be used by this build ({e:#})"),
-            None,
-        ),
+        Some(Err(e)) => (true, format!("the champion cannot be used by this build ({e:#})"), None),
         Some(Ok(c)) => {
             let ct = eval::metrics(&eval::by_session(&test_rows, &score_rows(&c, &test_rows)));
             let better = test.average_precision >= ct.average_precision + args.min_improvement;
@@ -129,60 +100,33 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<Outcome> {
             (better, why, Some(ct))
         }
     };
-    let report = report(
-        &version,
-        &test,
-        champion_test.as_ref(),
-        &why,
-        promote,
-        ds.events_read,
-    );
+    let report = report(&version, &test, champion_test.as_ref(), &why, promote, ds.events_read);
     let metrics_json = serde_json::to_vec_pretty(
         &serde_json::json!({"test": &test, "champion_test": &champion_test, "promoted": promote, "why": &why}),
     )?;
     let dir = platform::registry::write_version(
         &args.registry,
         &model,
-        &[
-            ("metrics.json", metrics_json),
-            ("report.md", report.into_bytes()),
-        ],
+        &[("metrics.json", metrics_json), ("report.md", report.into_bytes())],
     )
     .context("writing the model into the registry")?;
     if promote {
         platform::registry::promote(&args.registry, &version)?;
     }
     tracing::info!(%version, promoted = promote, %why, ap = test.average_precision, auc = test.roc_auc, "training run finished");
-    Ok(Outcome {
-        version,
-        promoted: promote,
-        why,
-        test,
-        champion_test,
-        dir,
-    })
+    Ok(Outcome { version, promoted: promote, why, test, champion_test, dir })
 }
 
-fn report(
-    version: &str,
-    m: &Metrics,
-    champion: Option<&Metrics>,
-    why: &str,
-    promoted: bool,
-    events: usize,
-) -> String {
+fn report(version: &str, m: &Metrics, champion: Option<&Metrics>, why: &str, promoted: bool, events: usize) -> String {
     let row = |name: &str, f: &dyn Fn(&Metrics) -> f64| {
         format!(
             "| {name} | {:.4} | {} |\n",
             f(m),
-            champion
-                .map(|c| format!("{:.4}", f(c)))
-                .unwrap_or_else(|| "–".into())
+            champion.map(|c| format!("{:.4}", f(c))).unwrap_or_else(|| "–".into())
         )
     };
-    let mut s = format!(
-        "# Model {version}\n\nTrained from {events} lake events. Promoted: **{promoted}** ({why}).\n\n"
-    );
+    let mut s =
+        format!("# Model {version}\n\nTrained from {events} lake events. Promoted: **{promoted}** ({why}).\n\n");
     s += "Test window, session level (a session's score is its highest event score).\n\n| metric | this model | champion |\n|---|---|---|\n";
     s += &row("average precision", &|m| m.average_precision);
     s += &row("ROC AUC", &|m| m.roc_auc);
@@ -190,13 +134,11 @@ fn report(
     s += &row("recall at 0.5 % FPR", &|m| m.recall_at_0_5pct_fpr);
     s += &row("recall at 1 % FPR", &|m| m.recall_at_1pct_fpr);
     s += &row("precision at 100", &|m| m.precision_at_100);
-    s += &row("expected calibration error", &|m| {
-        m.expected_calibration_error
-    });
-    s += &format!(
-        "\n{} sessions, {} labelled fraudulent.\n",
-        m.sessions, m.fraud_sessions
-    );
+    s += &row("expected calibration error", &|m| m.expected_calibration_error);
+    s += &row("score at 0.5 % FPR", &|m| m.threshold_at_0_5pct_fpr);
+    s += &row("score at 1 % FPR", &|m| m.threshold_at_1pct_fpr);
+    s += &row("score at 5 % FPR", &|m| m.threshold_at_5pct_fpr);
+    s += &format!("\n{} sessions, {} labelled fraudulent.\n", m.sessions, m.fraud_sessions);
     s
 }
 
@@ -218,20 +160,12 @@ pub async fn backfill(args: &BackfillArgs) -> anyhow::Result<usize> {
     lake::check_lake(&args.lake)?;
     let store = RedisStore::connect(&args.redis.redis_url)
         .await
-        .with_context(|| {
-            format!(
-                "connecting to Redis at {}",
-                platform::config::redact_url(&args.redis.redis_url)
-            )
-        })?;
+        .with_context(|| format!("connecting to Redis at {}", platform::config::redact_url(&args.redis.redis_url)))?;
     let mut n = 0;
     for (date, files) in lake::partitions(&args.lake, lake::EVENTS)? {
         let (events, _) = lake::read_events(&files)?;
         for chunk in events.chunks(args.batch.max(1)) {
-            let ops: Vec<_> = chunk
-                .iter()
-                .flat_map(|e| models::features::plan(e).ops)
-                .collect();
+            let ops: Vec<_> = chunk.iter().flat_map(|e| models::features::plan(e).ops).collect();
             store.execute(&ops).await?;
         }
         n += events.len();

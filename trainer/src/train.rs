@@ -21,18 +21,12 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Params {
-            alpha: 1.0,
-            max_iterations: 200,
-            positive_share: 0.2,
-        }
+        Params { alpha: 1.0, max_iterations: 200, positive_share: 0.2 }
     }
 }
 
 fn transformed(r: &Row) -> impl Iterator<Item = f64> + '_ {
-    r.x.iter()
-        .zip(FEATURES)
-        .map(|(v, f)| f.transform.apply(f64::from(*v)))
+    r.x.iter().zip(FEATURES).map(|(v, f)| f.transform.apply(f64::from(*v)))
 }
 
 /// A fitted logistic model on the transformed, standardized feature space.
@@ -70,9 +64,7 @@ pub fn fit_logistic(rows: &[&Row], p: Params) -> anyhow::Result<Fitted> {
             if var > 1e-12 { var.sqrt() } else { 1.0 }
         })
         .collect();
-    let repeat = ((p.positive_share * neg as f64) / ((1.0 - p.positive_share) * pos as f64))
-        .floor()
-        .max(1.0) as usize;
+    let repeat = ((p.positive_share * neg as f64) / ((1.0 - p.positive_share) * pos as f64)).floor().max(1.0) as usize;
     let total = neg + pos * repeat;
     let mut x = Array2::<f64>::zeros((total, n_f));
     let mut y = Array1::from_elem(total, false);
@@ -101,12 +93,7 @@ pub fn fit_logistic(rows: &[&Row], p: Params) -> anyhow::Result<Fitted> {
     let probabilities_are_fraud = (prob >= 0.5) == class;
     let sign = if probabilities_are_fraud { 1.0 } else { -1.0 };
     let coef = fitted.params().iter().map(|c| sign * c).collect();
-    Ok(Fitted {
-        mean,
-        scale,
-        coef,
-        intercept: sign * fitted.intercept(),
-    })
+    Ok(Fitted { mean, scale, coef, intercept: sign * fitted.intercept() })
 }
 
 /// Platt scaling: fits `p = sigmoid(a * margin + b)` by Newton's method on the log loss.
@@ -142,31 +129,17 @@ pub fn fit_platt(margins: &[f64], labels: &[bool]) -> Platt {
             break;
         }
     }
-    if a.is_finite() && b.is_finite() {
-        Platt { a, b }
-    } else {
-        Platt { a: 1.0, b: 0.0 }
-    }
+    if a.is_finite() && b.is_finite() { Platt { a, b } } else { Platt { a: 1.0, b: 0.0 } }
 }
 
 pub fn artifact(version: &str, fit: Fitted, meta: serde_json::Value) -> ModelArtifact {
-    let Fitted {
-        mean,
-        scale,
-        coef,
-        intercept,
-    } = fit;
+    let Fitted { mean, scale, coef, intercept } = fit;
     ModelArtifact {
         version: version.to_string(),
         feature_schema: feature_schema_hash(),
         feature_names: FEATURES.iter().map(|f| f.name.to_string()).collect(),
         created_at: models::format_ts(platform::now_ms()),
-        model: Model::Logistic {
-            mean,
-            scale,
-            coef,
-            intercept,
-        },
+        model: Model::Logistic { mean, scale, coef, intercept },
         calibration: None,
         meta,
     }
@@ -184,27 +157,16 @@ mod tests {
         let mut out = Vec::new();
         let mut state = 12345u64;
         let mut rnd = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (state >> 33) as f64 / (1u64 << 31) as f64
         };
         for i in 0..n {
             let fraud = i % 10 == 0;
             let mut x = vec![0f32; FEATURES.len()];
-            x[models::features::F::UserDeviceNew as usize] = if fraud {
-                (rnd() < 0.9) as u8 as f32
-            } else {
-                (rnd() < 0.05) as u8 as f32
-            };
+            x[models::features::F::UserDeviceNew as usize] =
+                if fraud { (rnd() < 0.9) as u8 as f32 } else { (rnd() < 0.05) as u8 as f32 };
             x[models::features::F::SessionGapCv as usize] = rnd() as f32;
-            out.push(Row {
-                ts: i as i64,
-                session: i as u32,
-                fraud,
-                transfer_value: 0.0,
-                x,
-            });
+            out.push(Row { ts: i as i64, session: i as u32, fraud, transfer_value: 0.0, x });
         }
         out
     }
@@ -216,35 +178,17 @@ mod tests {
         let fit = fit_logistic(&refs, Params::default()).unwrap();
         let art = artifact("t", fit.clone(), serde_json::Value::Null);
         art.check().unwrap();
-        let fraud_row = data
-            .iter()
-            .find(|r| r.fraud && r.x[models::features::F::UserDeviceNew as usize] == 1.0)
-            .unwrap();
-        let legit_row = data
-            .iter()
-            .find(|r| !r.fraud && r.x[models::features::F::UserDeviceNew as usize] == 0.0)
-            .unwrap();
-        let (sf, sl) = (
-            art.score(&features_of(fraud_row)).score,
-            art.score(&features_of(legit_row)).score,
-        );
+        let fraud_row =
+            data.iter().find(|r| r.fraud && r.x[models::features::F::UserDeviceNew as usize] == 1.0).unwrap();
+        let legit_row =
+            data.iter().find(|r| !r.fraud && r.x[models::features::F::UserDeviceNew as usize] == 0.0).unwrap();
+        let (sf, sl) = (art.score(&features_of(fraud_row)).score, art.score(&features_of(legit_row)).score);
         assert!(sf > 0.5 && sl < 0.5, "fraud {sf} legit {sl}");
-        assert_eq!(
-            art.score(&features_of(fraud_row)).contributions[0].0,
-            models::features::F::UserDeviceNew as usize
-        );
+        assert_eq!(art.score(&features_of(fraud_row)).contributions[0].0, models::features::F::UserDeviceNew as usize);
 
         // Our dot product reproduces the fitted margin exactly (no calibration set here).
-        let Fitted {
-            mean,
-            scale,
-            coef,
-            intercept,
-        } = fit;
-        let x: Vec<f64> = transformed(fraud_row)
-            .enumerate()
-            .map(|(j, v)| (v - mean[j]) / scale[j])
-            .collect();
+        let Fitted { mean, scale, coef, intercept } = fit;
+        let x: Vec<f64> = transformed(fraud_row).enumerate().map(|(j, v)| (v - mean[j]) / scale[j]).collect();
         let z: f64 = intercept + x.iter().zip(&coef).map(|(a, b)| a * b).sum::<f64>();
         assert!((art.probability(art.margin(&features_of(fraud_row)).0) - sigmoid(z)).abs() < 1e-9);
     }
@@ -255,14 +199,7 @@ mod tests {
             let mut data = rows(1000);
             data.reverse();
             let refs: Vec<&Row> = data.iter().collect();
-            let fit = fit_logistic(
-                &refs,
-                Params {
-                    positive_share,
-                    ..Params::default()
-                },
-            )
-            .unwrap();
+            let fit = fit_logistic(&refs, Params { positive_share, ..Params::default() }).unwrap();
             let dev = models::features::F::UserDeviceNew as usize;
             assert!(
                 fit.coef[dev] > 0.0,
@@ -274,9 +211,7 @@ mod tests {
 
     #[test]
     fn platt_scaling_recovers_the_base_rate() {
-        let margins: Vec<f64> = (0..1000)
-            .map(|i| if i % 20 == 0 { 2.0 } else { -2.0 })
-            .collect();
+        let margins: Vec<f64> = (0..1000).map(|i| if i % 20 == 0 { 2.0 } else { -2.0 }).collect();
         let labels: Vec<bool> = (0..1000).map(|i| i % 40 == 0).collect();
         let p = fit_platt(&margins, &labels);
         let high = sigmoid(p.a * 2.0 + p.b);

@@ -1,0 +1,50 @@
+//! The README's reference tables must name everything the code defines.
+
+use e2e_tests::stack::repo_root;
+
+fn readme() -> String {
+    std::fs::read_to_string(repo_root().join("README.md")).expect("README.md")
+}
+
+#[test]
+fn every_feature_is_documented_in_the_readme_table() {
+    let text = readme();
+    let missing: Vec<_> =
+        models::FEATURES.iter().filter(|f| !text.contains(&format!("| `{}` |", f.name))).map(|f| f.name).collect();
+    assert!(missing.is_empty(), "features missing from README: {missing:?}");
+}
+
+#[test]
+fn every_exported_metric_is_in_the_readme_catalogue() {
+    let text = readme();
+    let names = [
+        platform::metrics::EVENTS_CONSUMED,
+        platform::metrics::EVENTS_PRODUCED,
+        platform::metrics::DLQ_EVENTS,
+        platform::metrics::BATCH_SECONDS,
+        platform::metrics::BATCH_SIZE,
+        platform::metrics::PROCESS_RETRIES,
+        platform::metrics::COMMITS,
+        platform::metrics::INFLIGHT_BATCH,
+        enricher::app::LIST_HITS,
+        enricher::app::LIST_ENTRIES,
+        enricher::app::REDIS_SECONDS,
+        enricher::app::REDIS_ERRORS,
+        scorer::app::VERDICTS,
+        scorer::app::ALERTS,
+        scorer::app::SCORE,
+        scorer::app::EVENT_TO_VERDICT,
+        scorer::app::MODEL_INFO,
+        scorer::app::MODEL_RELOAD_ERRORS,
+        scorer::app::REASONS,
+    ];
+    let missing: Vec<_> = names.iter().filter(|n| !text.contains(&format!("| `{n}` |"))).collect();
+    assert!(missing.is_empty(), "metrics missing from README: {missing:?}");
+}
+
+#[test]
+fn the_readme_test_command_is_what_ci_runs() {
+    let ci = std::fs::read_to_string(repo_root().join(".ci/run")).expect(".ci/run");
+    assert!(ci.lines().any(|l| l.trim() == "scripts/test"), ".ci/run must run scripts/test");
+    assert!(readme().contains("scripts/test "), "the README's quick start names scripts/test");
+}
