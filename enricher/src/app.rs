@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use models::features::{self, feature_schema_hash};
 use models::{ClickEvent, EnrichedEvent};
-use platform::config::{KafkaArgs, RedisArgs, TopicArgs};
+use platform::config::{ServiceArgs, TopicArgs};
 use platform::http::Readiness;
 use platform::metrics::{PipelineMetrics, latency_buckets};
 use platform::pipeline::Pipeline;
@@ -21,11 +21,7 @@ use tokio_util::sync::CancellationToken;
 #[command(name = "enricher", version, about = "Click events in; features and list hits out")]
 pub struct Config {
     #[command(flatten)]
-    pub kafka: KafkaArgs,
-    #[command(flatten)]
-    pub redis: RedisArgs,
-    #[command(flatten)]
-    pub topics: TopicArgs,
+    pub service: ServiceArgs,
     /// Address for /metrics, /healthz, /readyz and the lists API.
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:9101")]
     pub http_addr: SocketAddr,
@@ -35,9 +31,6 @@ pub struct Config {
     /// Largest accepted event, in bytes; larger ones go to the dead-letter topic.
     #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = models::event::DEFAULT_MAX_EVENT_BYTES)]
     pub max_event_bytes: usize,
-    /// Tokens for the lists API, `name:token`, comma separated. Never printed.
-    #[arg(long, env = "ADMIN_TOKENS", value_delimiter = ',', hide_env_values = true)]
-    pub admin_tokens: Vec<String>,
 }
 
 pub const LIST_HITS: &str = "fraud_list_hits_total";
@@ -158,8 +151,8 @@ impl<S: HistoryStore> Processor for Enricher<S> {
 pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
     let registry = Registry::new();
     let metrics = EnricherMetrics::register(&registry)?;
-    let redis_shown = platform::config::redact_url(&cfg.redis.redis_url);
-    let store = RedisStore::connect(&cfg.redis.redis_url)
+    let redis_shown = platform::config::redact_url(&cfg.service.redis.redis_url);
+    let store = RedisStore::connect(&cfg.service.redis.redis_url)
         .await
         .with_context(|| format!("connecting to Redis at {redis_shown} (set --redis-url / REDIS_URL)"))?;
     let list_store = ListStore::new(store.connection());
@@ -169,14 +162,19 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let ready = Readiness::default();
     let routes = admin::routes(AdminState {
         store: list_store.clone(),
-        tokens: platform::auth::Tokens::parse(&cfg.admin_tokens),
+        tokens: platform::auth::Tokens::parse(&cfg.service.admin_tokens),
     });
     let (http_addr, http) =
         platform::http::serve(cfg.http_addr, routes, registry, ready.clone(), shutdown.clone()).await?;
-    let pipeline =
-        Pipeline::new(&cfg.kafka, &cfg.group_id, &[&cfg.topics.clickstream_topic], metrics.pipeline.clone())?;
-    let enricher = Enricher::new(store, cache.clone(), cfg.topics.clone(), cfg.max_event_bytes, metrics.clone());
-    tracing::info!(%http_addr, brokers = %cfg.kafka.brokers, redis = %redis_shown, schema = %feature_schema_hash(), "enricher started");
+    let pipeline = Pipeline::new(
+        &cfg.service.kafka,
+        &cfg.group_id,
+        &[&cfg.service.topics.clickstream_topic],
+        metrics.pipeline.clone(),
+    )?;
+    let enricher =
+        Enricher::new(store, cache.clone(), cfg.service.topics.clone(), cfg.max_event_bytes, metrics.clone());
+    tracing::info!(%http_addr, brokers = %cfg.service.kafka.brokers, redis = %redis_shown, schema = %feature_schema_hash(), "enricher started");
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(async move { http.await? });
     tasks.spawn(lists::refresh_loop(list_store, cache, metrics.list_entries.clone(), shutdown.clone()));

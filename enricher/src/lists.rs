@@ -192,40 +192,34 @@ impl ListStore {
         ListStore { conn }
     }
 
-    pub async fn upsert(&self, e: &Entry, actor: &str) -> Result<(), ListError> {
-        let mut c = self.conn.clone();
-        let audit = serde_json::json!({"at_ms": platform::now_ms(), "actor": actor, "action": "add", "entry": e});
-        redis::pipe()
-            .atomic()
-            .hset(LISTS_KEY, field(&e.list, &e.kind, &e.value), serde_json::to_string(e).unwrap_or_default())
-            .ignore()
+    /// Every change bumps the version (so caches reload) and is audited, atomically.
+    fn audited(change: &mut redis::Pipeline, actor: &str, action: &str, entry: serde_json::Value) {
+        let audit = serde_json::json!({"at_ms": platform::now_ms(), "actor": actor, "action": action, "entry": entry});
+        change
             .incr(VERSION_KEY, 1)
             .ignore()
             .lpush(AUDIT_KEY, audit.to_string())
             .ignore()
             .ltrim(AUDIT_KEY, 0, AUDIT_KEEP - 1)
-            .ignore()
-            .query_async::<()>(&mut c)
-            .await?;
+            .ignore();
+    }
+
+    pub async fn upsert(&self, e: &Entry, actor: &str) -> Result<(), ListError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .hset(LISTS_KEY, field(&e.list, &e.kind, &e.value), serde_json::to_string(e).unwrap_or_default())
+            .ignore();
+        Self::audited(&mut pipe, actor, "add", serde_json::to_value(e).unwrap_or_default());
+        pipe.query_async::<()>(&mut self.conn.clone()).await?;
         Ok(())
     }
 
     /// Returns whether the entry existed.
     pub async fn remove(&self, list: &str, kind: &str, value: &str, actor: &str) -> Result<bool, ListError> {
-        let mut c = self.conn.clone();
-        let audit = serde_json::json!({"at_ms": platform::now_ms(), "actor": actor, "action": "remove",
-            "entry": {"list": list, "kind": kind, "value": value}});
-        let (removed,): (i64,) = redis::pipe()
-            .atomic()
-            .hdel(LISTS_KEY, field(list, kind, value))
-            .incr(VERSION_KEY, 1)
-            .ignore()
-            .lpush(AUDIT_KEY, audit.to_string())
-            .ignore()
-            .ltrim(AUDIT_KEY, 0, AUDIT_KEEP - 1)
-            .ignore()
-            .query_async(&mut c)
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic().hdel(LISTS_KEY, field(list, kind, value));
+        Self::audited(&mut pipe, actor, "remove", serde_json::json!({"list": list, "kind": kind, "value": value}));
+        let (removed,): (i64,) = pipe.query_async(&mut self.conn.clone()).await?;
         Ok(removed > 0)
     }
 

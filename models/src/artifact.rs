@@ -108,6 +108,29 @@ impl ModelArtifact {
         if p.is_finite() { p.clamp(0.0, 1.0) } else { 0.5 }
     }
 
+    /// The session score above which `share` of sessions fell on the trainer's validation
+    /// window (`meta.session_score_top_shares`, pairs of `[share, score]`), interpolated.
+    pub fn score_at_top_share(&self, share: f64) -> Option<f64> {
+        let pts: Vec<(f64, f64)> = self
+            .meta
+            .get("session_score_top_shares")?
+            .as_array()?
+            .iter()
+            .filter_map(|p| Some((p.get(0)?.as_f64()?, p.get(1)?.as_f64()?)))
+            .collect();
+        let first = *pts.first()?;
+        if share <= first.0 {
+            return Some(first.1);
+        }
+        for w in pts.windows(2) {
+            let ((s0, v0), (s1, v1)) = (w[0], w[1]);
+            if share <= s1 {
+                return Some(v0 + (v1 - v0) * (share - s0) / (s1 - s0));
+            }
+        }
+        pts.last().map(|p| p.1)
+    }
+
     pub fn score(&self, f: &FeatureVector) -> Scored {
         let (z, contributions) = self.margin(f);
         let mut contributions: Vec<(usize, f64)> = contributions.into_iter().enumerate().collect();

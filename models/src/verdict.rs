@@ -56,4 +56,9 @@ pub struct Verdict {
     /// milliseconds, so consumers can measure event→verdict latency.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingest_ts_ms: Option<i64>,
+    /// Extension: the shadowed challenger's score and version (reported, never acted on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_model_version: Option<String>,
 }

@@ -84,18 +84,25 @@ pub struct RedisArgs {
 /// Shared topic names (defaults from the contract).
 #[derive(Debug, Clone, Args)]
 pub struct TopicArgs {
+    /// Click events from the website (JSON, contract schema).
     #[arg(long, env = "CLICKSTREAM_TOPIC", default_value = "clickstream")]
     pub clickstream_topic: String,
+    /// Raw access-log lines (reserved for web-log ingest).
     #[arg(long, env = "WEBLOGS_TOPIC", default_value = "weblogs")]
     pub weblogs_topic: String,
+    /// Events with their features and list hits (enricher → scorer).
     #[arg(long, env = "ENRICHED_TOPIC", default_value = "clickstream.enriched")]
     pub enriched_topic: String,
+    /// One verdict per input event.
     #[arg(long, env = "VERDICTS_TOPIC", default_value = "fraud.verdicts")]
     pub verdicts_topic: String,
+    /// Verdicts that need a human, with context.
     #[arg(long, env = "ALERTS_TOPIC", default_value = "fraud.alerts")]
     pub alerts_topic: String,
+    /// Fraud labels (analysts, chargebacks, the label API).
     #[arg(long, env = "LABELS_TOPIC", default_value = "fraud.labels")]
     pub labels_topic: String,
+    /// Dead letters: the original bytes with the reason in headers.
     #[arg(long, env = "DLQ_TOPIC", default_value = "clickstream.dlq")]
     pub dlq_topic: String,
 }
@@ -112,6 +119,20 @@ impl Default for TopicArgs {
             dlq_topic: "clickstream.dlq".into(),
         }
     }
+}
+
+/// What every streaming service takes: Kafka, Redis, topics and the admin tokens.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub topics: TopicArgs,
+    /// Tokens for mutating endpoints, `name:token`, comma separated. Never printed.
+    #[arg(long, env = "ADMIN_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    pub admin_tokens: Vec<String>,
 }
 
 /// Strips the password from a URL before it is shown anywhere.

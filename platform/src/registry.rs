@@ -7,6 +7,8 @@ use models::ModelArtifact;
 use std::path::{Path, PathBuf};
 
 pub const CURRENT: &str = "current";
+/// The newest candidate that did not beat the champion; the scorer may shadow it.
+pub const CHALLENGER: &str = "challenger";
 pub const MODEL_FILE: &str = "model.json";
 
 pub fn version_dir(registry: &Path, version: &str) -> PathBuf {
@@ -15,11 +17,25 @@ pub fn version_dir(registry: &Path, version: &str) -> PathBuf {
 
 /// The promoted version, if any.
 pub fn current_version(registry: &Path) -> anyhow::Result<Option<String>> {
-    match std::fs::read_to_string(registry.join(CURRENT)) {
+    read_pointer(registry, CURRENT)
+}
+
+/// The challenger version, if any.
+pub fn challenger_version(registry: &Path) -> anyhow::Result<Option<String>> {
+    read_pointer(registry, CHALLENGER)
+}
+
+/// Names `version` the challenger (shadowed, never acting).
+pub fn set_challenger(registry: &Path, version: &str) -> anyhow::Result<()> {
+    write_atomic(&registry.join(CHALLENGER), format!("{version}\n").as_bytes())
+}
+
+fn read_pointer(registry: &Path, name: &str) -> anyhow::Result<Option<String>> {
+    match std::fs::read_to_string(registry.join(name)) {
         Ok(s) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
         Ok(_) => Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", registry.join(CURRENT).display())),
+        Err(e) => Err(e).with_context(|| format!("reading {}", registry.join(name).display())),
     }
 }
 

@@ -1,22 +1,24 @@
 //! Configuration, the batch processor, the session API and the wiring of the scorer's tasks.
 
 use crate::policy::Policy;
-use crate::registry::{self, ModelHandle};
+use crate::registry::{self, ModelSlot, Pointer};
 use crate::session::{self, SessionState, SessionStore};
 use anyhow::Context;
 use axum::extract::{Path, State};
-use axum::routing::get;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Parser;
 use models::features::{FEATURES, feature_schema_hash};
 use models::{Action, EnrichedEvent, Reason, Verdict};
-use platform::auth::ApiError;
-use platform::config::{KafkaArgs, RedisArgs, TopicArgs};
+use platform::auth::{ApiError, Tokens};
+use platform::config::{ServiceArgs, TopicArgs};
 use platform::http::Readiness;
 use platform::metrics::{PipelineMetrics, latency_buckets};
 use platform::pipeline::Pipeline;
 use platform::{InRecord, OutRecord, Processor, Running};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use rdkafka::producer::FutureProducer;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,11 +30,7 @@ use tokio_util::sync::CancellationToken;
 #[command(name = "scorer", version, about = "Enriched events in; one verdict per event out, plus alerts")]
 pub struct Config {
     #[command(flatten)]
-    pub kafka: KafkaArgs,
-    #[command(flatten)]
-    pub redis: RedisArgs,
-    #[command(flatten)]
-    pub topics: TopicArgs,
+    pub service: ServiceArgs,
     /// Address for /metrics, /healthz, /readyz and /v1/sessions.
     #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:9102")]
     pub http_addr: SocketAddr,
@@ -47,9 +45,6 @@ pub struct Config {
     /// How often to check the registry and the policy file for changes (ms).
     #[arg(long, env = "RELOAD_INTERVAL_MS", default_value_t = 1000)]
     pub reload_interval_ms: u64,
-    /// Tokens for mutating endpoints, `name:token`, comma separated. Never printed.
-    #[arg(long, env = "ADMIN_TOKENS", value_delimiter = ',', hide_env_values = true)]
-    pub admin_tokens: Vec<String>,
 }
 
 pub const VERDICTS: &str = "fraud_verdicts_total";
@@ -59,6 +54,10 @@ pub const EVENT_TO_VERDICT: &str = "fraud_event_to_verdict_seconds";
 pub const MODEL_INFO: &str = "fraud_model_info";
 pub const MODEL_RELOAD_ERRORS: &str = "fraud_model_reload_errors_total";
 pub const REASONS: &str = "fraud_reasons_total";
+pub const SHADOW_SCORE: &str = "fraud_shadow_score";
+pub const SHADOW_DISAGREEMENTS: &str = "fraud_shadow_disagreements_total";
+pub const LIFTS: &str = "fraud_session_lifts_total";
+pub const LABELS_PUBLISHED: &str = "fraud_labels_published_total";
 
 #[derive(Clone)]
 pub struct ScorerMetrics {
@@ -70,6 +69,10 @@ pub struct ScorerMetrics {
     pub model_info: IntGaugeVec,
     pub reload_errors: IntCounter,
     pub reasons: IntCounterVec,
+    pub shadow_score: Histogram,
+    pub shadow_disagreements: IntCounterVec,
+    pub lifts: IntCounter,
+    pub labels: IntCounter,
 }
 
 impl ScorerMetrics {
@@ -95,6 +98,16 @@ impl ScorerMetrics {
             )?,
             reload_errors: IntCounter::new(MODEL_RELOAD_ERRORS, "Promoted models refused at reload")?,
             reasons: IntCounterVec::new(Opts::new(REASONS, "Rule and list reasons in verdicts, by code"), &["code"])?,
+            shadow_score: Histogram::with_opts(
+                HistogramOpts::new(SHADOW_SCORE, "Calibrated scores of the shadowed challenger")
+                    .buckets((1..=20).map(|i| f64::from(i) * 0.05).collect()),
+            )?,
+            shadow_disagreements: IntCounterVec::new(
+                Opts::new(SHADOW_DISAGREEMENTS, "Events where the challenger's action differs from the champion's"),
+                &["champion_action", "challenger_action"],
+            )?,
+            lifts: IntCounter::new(LIFTS, "Sessions lifted by an operator")?,
+            labels: IntCounter::new(LABELS_PUBLISHED, "Labels accepted by POST /v1/labels and acknowledged")?,
         };
         r.register(Box::new(m.verdicts.clone()))?;
         r.register(Box::new(m.alerts.clone()))?;
@@ -103,13 +116,19 @@ impl ScorerMetrics {
         r.register(Box::new(m.model_info.clone()))?;
         r.register(Box::new(m.reload_errors.clone()))?;
         r.register(Box::new(m.reasons.clone()))?;
+        r.register(Box::new(m.shadow_score.clone()))?;
+        r.register(Box::new(m.shadow_disagreements.clone()))?;
+        r.register(Box::new(m.lifts.clone()))?;
+        r.register(Box::new(m.labels.clone()))?;
         Ok(m)
     }
 }
 
 /// The scorer's work on a micro-batch.
 pub struct Scorer {
-    pub model: ModelHandle,
+    pub model: ModelSlot,
+    /// A challenger scored beside the champion; its score is reported, never acted on.
+    pub shadow: ModelSlot,
     pub policy: Arc<RwLock<Arc<Policy>>>,
     pub sessions: SessionStore,
     pub topics: TopicArgs,
@@ -122,8 +141,11 @@ const TOP_FEATURES: usize = 3;
 
 impl Processor for Scorer {
     async fn process(&mut self, batch: &[InRecord]) -> anyhow::Result<Vec<OutRecord>> {
-        let model = self.model.get();
+        let model = self.model.get().context("no champion model loaded")?;
+        let shadow = self.shadow.get().filter(|s| s.version != model.version);
         let policy = self.policy.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let thresholds = band_thresholds(&policy, &model);
+        let shadow_thresholds = shadow.as_ref().map(|s| band_thresholds(&policy, s));
         let mut slots: Vec<Option<OutRecord>> = vec![None; batch.len()];
         let mut good: Vec<(usize, EnrichedEvent)> = Vec::with_capacity(batch.len());
         for (i, rec) in batch.iter().enumerate() {
@@ -147,11 +169,12 @@ impl Processor for Scorer {
         let mut states = self.sessions.get_many(&ids).await.context("reading session state")?;
         let now = platform::now_ms();
         let mut touched: HashMap<String, SessionState> = HashMap::new();
-        let mut alerts = Vec::new();
+        let mut recent: Vec<(String, String)> = Vec::with_capacity(good.len());
+        let mut alerts: Vec<(usize, serde_json::Value)> = Vec::new();
         for (i, e) in &good {
             let scored = model.score(&e.features);
             let hits: Vec<String> = e.list_hits.iter().map(|h| h.code()).collect();
-            let decision = policy.decide(scored.score, &hits, &e.features.0);
+            let decision = policy.decide(&thresholds, scored.score, &hits, &e.features.0);
             let sid = &e.event.session_id;
             let (state, first_alert) = session::escalate(
                 states.get(sid),
@@ -190,6 +213,18 @@ impl Processor for Scorer {
                     contribution: Some((*c * 1000.0).round() / 1000.0),
                 });
             }
+            let shadow_scored = shadow.as_ref().zip(shadow_thresholds.as_ref()).map(|(m, t)| {
+                let s = m.score(&e.features).score;
+                let action = policy.decide(t, s, &hits, &e.features.0).action;
+                self.metrics.shadow_score.observe(s);
+                if action != decision.action {
+                    self.metrics
+                        .shadow_disagreements
+                        .with_label_values(&[decision.action.as_str(), action.as_str()])
+                        .inc();
+                }
+                (s, m.version.clone())
+            });
             let verdict = Verdict {
                 event_id: e.event.event_id.clone(),
                 session_id: sid.clone(),
@@ -204,42 +239,78 @@ impl Processor for Scorer {
                 model_version: model.version.clone(),
                 alert: first_alert,
                 ingest_ts_ms: e.ingest_ts_ms,
+                shadow_score: shadow_scored.as_ref().map(|s| s.0),
+                shadow_model_version: shadow_scored.map(|s| s.1),
             };
             self.metrics.verdicts.with_label_values(&[state.action.as_str()]).inc();
             self.metrics.score.observe(scored.score);
             if let Some(t) = e.ingest_ts_ms {
                 self.metrics.latency.observe((now - t).max(0) as f64 / 1000.0);
             }
-            let payload = serde_json::to_vec(&verdict)?;
+            recent.push((sid.clone(), serde_json::to_string(&e.event)?));
             if first_alert {
-                self.metrics.alerts.inc();
-                let alert = serde_json::json!({"verdict": &verdict, "event": &e.event, "features": &e.features});
-                alerts.push(OutRecord::new(
-                    &self.topics.alerts_topic,
-                    Some(sid.clone().into_bytes()),
-                    serde_json::to_vec(&alert)?,
-                ));
+                // An alert is the verdict itself (valid against the verdict schema) plus the
+                // context an analyst needs: the features and the session's recent events.
+                let mut alert = serde_json::to_value(&verdict)?;
+                alert["features"] = serde_json::to_value(&e.features)?;
+                alerts.push((*i, alert));
             }
-            slots[*i] = Some(OutRecord::new(&self.topics.verdicts_topic, Some(sid.clone().into_bytes()), payload));
+            slots[*i] = Some(OutRecord::new(
+                &self.topics.verdicts_topic,
+                Some(sid.clone().into_bytes()),
+                serde_json::to_vec(&verdict)?,
+            ));
             states.insert(sid.clone(), state.clone());
             touched.insert(sid.clone(), state);
         }
-        self.sessions.put_many(&touched, now).await.context("writing session state")?;
+        self.sessions.put_many(&touched, &recent, now).await.context("writing session state")?;
         let mut out: Vec<OutRecord> = slots.into_iter().flatten().collect();
-        out.extend(alerts);
+        if !alerts.is_empty() {
+            let ids: Vec<&str> = alerts.iter().filter_map(|(_, a)| a["session_id"].as_str()).collect();
+            let recent = self.sessions.recent(&ids).await.context("reading recent session events")?;
+            for (_, mut alert) in alerts {
+                let sid = alert["session_id"].as_str().unwrap_or_default().to_string();
+                alert["recent_events"] = serde_json::json!(recent.get(&sid).cloned().unwrap_or_default());
+                self.metrics.alerts.inc();
+                out.push(OutRecord::new(
+                    &self.topics.alerts_topic,
+                    Some(sid.into_bytes()),
+                    serde_json::to_vec(&alert)?,
+                ));
+            }
+        }
         Ok(out)
     }
+}
+
+/// Band thresholds for a model; a policy that cannot use the model was refused before it got
+/// here, so failing now only logs and disables the score bands (rules still apply).
+fn band_thresholds(policy: &Policy, model: &models::ModelArtifact) -> Vec<f64> {
+    policy.thresholds(model).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "score bands disabled");
+        vec![f64::INFINITY; policy.bands.len()]
+    })
 }
 
 #[derive(Clone)]
 struct ApiState {
     sessions: SessionStore,
+    tokens: Tokens,
+    producer: FutureProducer,
+    labels_topic: String,
+    metrics: ScorerMetrics,
+    produce_metrics: PipelineMetrics,
 }
 
-async fn get_session(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+fn check_session_id(id: &str) -> Result<(), ApiError> {
     if id.is_empty() || id.len() > 128 {
         return Err(ApiError::BadRequest("session_id must have 1..=128 characters".into()));
     }
+    Ok(())
+}
+
+async fn get_session(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    check_session_id(&id)?;
     let state = s.sessions.get(&id).await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let now = platform::now_ms();
     let (action, restrictions, expires) =
@@ -252,6 +323,55 @@ async fn get_session(State(s): State<ApiState>, Path(id): Path<String>) -> Resul
     })))
 }
 
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LiftBody {
+    #[serde(default)]
+    reason: String,
+}
+
+/// An operator lifts a session's restriction (authenticated, audited).
+async fn lift_session(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<Json<LiftBody>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let actor = s.tokens.authorize(&headers)?;
+    check_session_id(&id)?;
+    let mut reason = body.map(|b| b.0.reason).unwrap_or_default();
+    reason.truncate(512);
+    let state = s
+        .sessions
+        .lift(&id, &actor, &reason, platform::now_ms())
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    s.metrics.lifts.inc();
+    tracing::info!(session_id = %id, %actor, "session lifted by an operator");
+    Ok(Json(serde_json::json!({"session_id": id, "action": state.action, "lifted_by": actor})))
+}
+
+/// Accepts a label (contract schema) and publishes it to the labels topic, keyed by user.
+async fn post_label(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ApiError> {
+    s.tokens.authorize(&headers)?;
+    let label: models::Label = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("not a label (see label.schema.json): {e}")))?;
+    if label.label_id.is_empty() || label.user_id.is_empty() {
+        return Err(ApiError::BadRequest("label_id and user_id must not be empty".into()));
+    }
+    let payload = serde_json::to_vec(&label).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let record = OutRecord::new(&s.labels_topic, Some(label.user_id.clone().into_bytes()), payload);
+    platform::pipeline::produce_all(&s.producer, &[record], &s.produce_metrics)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("{e:#}")))?;
+    s.metrics.labels.inc();
+    Ok((axum::http::StatusCode::ACCEPTED, Json(serde_json::json!({"label_id": label.label_id, "published": true}))))
+}
+
 /// Loads the policy and champion model, connects, and starts the pipeline, the watchers and
 /// the HTTP server.
 pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
@@ -259,29 +379,50 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let metrics = ScorerMetrics::register(&registry)?;
     let policy = Policy::load(&cfg.policy)?;
     let model = platform::registry::load_current(&cfg.registry)?;
+    policy.thresholds(&model).with_context(|| format!("policy {} cannot use the champion", cfg.policy.display()))?;
     metrics.model_info.with_label_values(&[&model.version, &model.feature_schema]).set(1);
     tracing::info!(version = %model.version, schema = %model.feature_schema, "champion model loaded");
-    let handle = ModelHandle::new(model);
-    let redis_shown = platform::config::redact_url(&cfg.redis.redis_url);
-    let client = redis::Client::open(cfg.redis.redis_url.as_str())
+    let champion = ModelSlot::new(model);
+    let shadow = ModelSlot::default();
+    let redis_shown = platform::config::redact_url(&cfg.service.redis.redis_url);
+    let client = redis::Client::open(cfg.service.redis.redis_url.as_str())
         .with_context(|| format!("invalid Redis URL {redis_shown}"))?;
     let conn = redis::aio::ConnectionManager::new(client)
         .await
         .with_context(|| format!("connecting to Redis at {redis_shown} (set --redis-url / REDIS_URL)"))?;
     let sessions = SessionStore::new(conn);
     let ready = Readiness::default();
+    let producer: FutureProducer =
+        cfg.service.kafka.producer_config()?.create().context("creating the label producer")?;
+    let api = ApiState {
+        sessions: sessions.clone(),
+        tokens: Tokens::parse(&cfg.service.admin_tokens),
+        producer,
+        labels_topic: cfg.service.topics.labels_topic.clone(),
+        metrics: metrics.clone(),
+        produce_metrics: metrics.pipeline.clone(),
+    };
     let routes = Router::new()
         .route("/v1/sessions/{session_id}", get(get_session))
-        .with_state(ApiState { sessions: sessions.clone() });
+        .route("/v1/sessions/{session_id}/lift", post(lift_session))
+        .route("/v1/labels", post(post_label))
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+        .with_state(api);
     let (http_addr, http) =
         platform::http::serve(cfg.http_addr, routes, registry, ready.clone(), shutdown.clone()).await?;
-    let pipeline = Pipeline::new(&cfg.kafka, &cfg.group_id, &[&cfg.topics.enriched_topic], metrics.pipeline.clone())?;
+    let pipeline = Pipeline::new(
+        &cfg.service.kafka,
+        &cfg.group_id,
+        &[&cfg.service.topics.enriched_topic],
+        metrics.pipeline.clone(),
+    )?;
     let policy = Arc::new(RwLock::new(Arc::new(policy)));
     let scorer = Scorer {
-        model: handle.clone(),
+        model: champion.clone(),
+        shadow: shadow.clone(),
         policy: policy.clone(),
         sessions,
-        topics: cfg.topics.clone(),
+        topics: cfg.service.topics.clone(),
         metrics: metrics.clone(),
         schema: feature_schema_hash(),
     };
@@ -289,21 +430,36 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(async move { http.await? });
     let info = metrics.model_info.clone();
+    let p = policy.clone();
     tasks.spawn(registry::watch(
         cfg.registry.clone(),
-        handle,
+        Pointer::Champion,
+        champion.clone(),
         move |m| {
+            let policy = p.read().unwrap_or_else(|e| e.into_inner()).clone();
+            policy.thresholds(m)?;
             info.reset();
             info.with_label_values(&[&m.version, &m.feature_schema]).set(1);
+            Ok(())
         },
         metrics.reload_errors.clone(),
         every,
         shutdown.clone(),
     ));
-    tasks.spawn(watch_policy(cfg.policy.clone(), policy, every, shutdown.clone()));
+    let p = policy.clone();
+    tasks.spawn(registry::watch(
+        cfg.registry.clone(),
+        Pointer::Challenger,
+        shadow,
+        move |m| Ok(p.read().unwrap_or_else(|e| e.into_inner()).thresholds(m).map(|_| ())?),
+        metrics.reload_errors.clone(),
+        every,
+        shutdown.clone(),
+    ));
+    tasks.spawn(watch_policy(cfg.policy.clone(), policy, champion, every, shutdown.clone()));
     let token = shutdown.clone();
     tasks.spawn(async move { pipeline.run(scorer, ready, token).await });
-    tracing::info!(%http_addr, brokers = %cfg.kafka.brokers, redis = %redis_shown, "scorer started");
+    tracing::info!(%http_addr, brokers = %cfg.service.kafka.brokers, redis = %redis_shown, "scorer started");
     Ok(platform::supervise(http_addr, shutdown, tasks))
 }
 
@@ -311,6 +467,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
 async fn watch_policy(
     path: PathBuf,
     policy: Arc<RwLock<Arc<Policy>>>,
+    champion: ModelSlot,
     every: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -324,7 +481,11 @@ async fn watch_policy(
         let now = stamp(&path);
         if now != last {
             last = now;
-            match Policy::load(&path) {
+            let loaded = Policy::load(&path).map_err(anyhow::Error::from).and_then(|p| match champion.get() {
+                Some(m) => p.thresholds(&m).map(|_| p).map_err(Into::into),
+                None => Ok(p),
+            });
+            match loaded {
                 Ok(p) => {
                     tracing::info!(path = %path.display(), "policy reloaded");
                     *policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p);

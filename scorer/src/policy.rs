@@ -4,12 +4,12 @@
 //! alert_at = "restrict"          # a session alerts the first time it reaches this action
 //! restriction_ttl_secs = 3600    # default lifetime of a challenge/restrict/block
 //!
-//! [[band]]                       # checked highest min_score first
+//! [[band]]                       # the most severe band whose threshold the score reaches
 //! min_score = 0.9
 //! action = "block"
 //!
-//! [[band]]
-//! min_score = 0.5
+//! [[band]]                       # or by alert volume: the top 1 % of sessions by the
+//! top_share = 0.01               # champion's score distribution
 //! action = "restrict"
 //! restrictions = ["transfer_funds", "add_payee"]
 //!
@@ -37,7 +37,13 @@ pub enum PolicyError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Band {
-    pub min_score: f64,
+    /// A fixed score threshold…
+    #[serde(default)]
+    pub min_score: Option<f64>,
+    /// …or a target share of sessions (0.01 = the top 1 %), turned into a threshold with the
+    /// champion's score distribution, so a retrained model keeps the alert volume.
+    #[serde(default)]
+    pub top_share: Option<f64>,
     pub action: Action,
     #[serde(default)]
     pub restrictions: Vec<String>,
@@ -177,14 +183,22 @@ impl Policy {
     pub fn parse(text: &str) -> Result<Policy, PolicyError> {
         let raw: RawPolicy =
             toml::from_str(text).map_err(|e| PolicyError::Parse { path: String::new(), err: e.to_string() })?;
-        let mut bands = raw.band;
+        let bands = raw.band;
         for b in &bands {
-            if !(0.0..=1.0).contains(&b.min_score) {
-                return Err(PolicyError::Invalid(format!("band min_score {} must be within 0..=1", b.min_score)));
+            let what = format!("band {}", b.action.as_str());
+            match (b.min_score, b.top_share) {
+                (Some(m), None) if (0.0..=1.0).contains(&m) => {}
+                (Some(m), None) => {
+                    return Err(PolicyError::Invalid(format!("{what}: min_score {m} must be within 0..=1")));
+                }
+                (None, Some(t)) if t > 0.0 && t < 1.0 => {}
+                (None, Some(t)) => {
+                    return Err(PolicyError::Invalid(format!("{what}: top_share {t} must be within (0, 1)")));
+                }
+                _ => return Err(PolicyError::Invalid(format!("{what}: set exactly one of min_score and top_share"))),
             }
-            check_restrictions(b.action, &b.restrictions, &format!("band {}", b.min_score))?;
+            check_restrictions(b.action, &b.restrictions, &what)?;
         }
-        bands.sort_by(|a, b| b.min_score.total_cmp(&a.min_score));
         let mut rules = Vec::new();
         for r in raw.rule {
             let when = parse_condition(&r.when).map_err(|e| PolicyError::Invalid(format!("rule {}: {e}", r.code)))?;
@@ -201,9 +215,29 @@ impl Policy {
         Ok(Policy { alert_at: raw.alert_at, restriction_ttl_secs: raw.restriction_ttl_secs, bands, rules })
     }
 
+    /// Each band's score threshold for `model` (resolving `top_share` bands with its score
+    /// distribution). Fails if a `top_share` band meets a model that has no distribution.
+    pub fn thresholds(&self, model: &models::ModelArtifact) -> Result<Vec<f64>, PolicyError> {
+        self.bands
+            .iter()
+            .map(|b| match (b.min_score, b.top_share) {
+                (Some(m), _) => Ok(m),
+                (None, Some(t)) => model.score_at_top_share(t).ok_or_else(|| {
+                    PolicyError::Invalid(format!(
+                        "band {} uses top_share but model {} records no score distribution; retrain it",
+                        b.action.as_str(),
+                        model.version
+                    ))
+                }),
+                (None, None) => Ok(1.0),
+            })
+            .collect()
+    }
+
     /// Applies rules and bands: the most severe applicable action wins, unless an override
-    /// rule (a whitelist) fired, in which case the override's action stands.
-    pub fn decide(&self, score: f64, list_hits: &[String], features: &[f64]) -> Decision {
+    /// rule (a whitelist) fired, in which case the override's action stands. `thresholds` are
+    /// the bands' thresholds from [`Policy::thresholds`].
+    pub fn decide(&self, thresholds: &[f64], score: f64, list_hits: &[String], features: &[f64]) -> Decision {
         let mut d = Decision {
             action: Action::Allow,
             restrictions: Vec::new(),
@@ -221,7 +255,10 @@ impl Policy {
                 }
             }
         };
-        if let Some(b) = self.bands.iter().find(|b| score >= b.min_score) {
+        // The most severe band the score reaches.
+        if let Some(b) =
+            self.bands.iter().zip(thresholds).filter(|(_, t)| score >= **t).map(|(b, _)| b).max_by_key(|b| b.action)
+        {
             merge(b.action, &b.restrictions, b.ttl_secs, &mut d);
         }
         let mut overridden = None;
@@ -302,18 +339,19 @@ mod tests {
     #[test]
     fn bands_rules_and_overrides_pick_the_expected_action() {
         let p = Policy::parse(P).unwrap();
+        let t = [0.5, 0.9];
         let zeros = vec![0.0; FEATURES.len()];
-        assert_eq!(p.decide(0.1, &[], &zeros).action, Action::Allow);
-        let d = p.decide(0.6, &[], &zeros);
+        assert_eq!(p.decide(&t, 0.1, &[], &zeros).action, Action::Allow);
+        let d = p.decide(&t, 0.6, &[], &zeros);
         assert_eq!((d.action, d.restrictions.as_slice()), (Action::Restrict, &["transfer_funds".to_string()][..]));
-        assert_eq!(p.decide(0.95, &[], &zeros).action, Action::Block);
-        let d = p.decide(0.1, &["blacklist_ip".into()], &zeros);
+        assert_eq!(p.decide(&t, 0.95, &[], &zeros).action, Action::Block);
+        let d = p.decide(&t, 0.1, &["blacklist_ip".into()], &zeros);
         assert_eq!((d.action, d.rules.as_slice()), (Action::Block, &["blacklist_ip".to_string()][..]));
-        assert_eq!(p.decide(0.95, &["whitelist_user".into()], &zeros).action, Action::Allow);
+        assert_eq!(p.decide(&t, 0.95, &["whitelist_user".into()], &zeros).action, Action::Allow);
         let mut f = zeros.clone();
         f[models::features::F::SessionPayeeAddedHere as usize] = 1.0;
         f[models::features::F::UserDeviceNew as usize] = 1.0;
-        let d = p.decide(0.0, &[], &f);
+        let d = p.decide(&t, 0.0, &[], &f);
         assert_eq!(d.action, Action::Restrict);
         assert_eq!(d.restrictions, vec!["transfer_funds", "add_payee"]);
     }
@@ -329,6 +367,27 @@ mod tests {
         assert!(e.contains("unknown feature"), "{e}");
         let e = Policy::parse("[[band]]\nmin_score = 0.5\naction = \"explode\"").unwrap_err().to_string();
         assert!(e.contains("explode"), "{e}");
+        let e =
+            Policy::parse("[[band]]\nmin_score = 0.5\ntop_share = 0.1\naction = \"block\"").unwrap_err().to_string();
+        assert!(e.contains("exactly one"), "{e}");
+    }
+
+    #[test]
+    fn a_top_share_band_takes_its_threshold_from_the_models_score_distribution() {
+        let p = Policy::parse("[[band]]\ntop_share = 0.01\naction = \"challenge\"").unwrap();
+        let mut model: models::ModelArtifact = serde_json::from_value(serde_json::json!({
+            "version": "v", "feature_schema": "x", "feature_names": [], "created_at": "",
+            "model": {"kind": "logistic", "mean": [], "scale": [], "coef": [], "intercept": 0.0},
+            "meta": {"session_score_top_shares": [[0.005, 0.8], [0.02, 0.4]]}
+        }))
+        .unwrap();
+        let t = p.thresholds(&model).unwrap();
+        assert!((t[0] - (0.8 - 0.4 * (0.005 / 0.015))).abs() < 1e-9, "{t:?}");
+        let zeros = vec![0.0; FEATURES.len()];
+        assert_eq!(p.decide(&t, 0.7, &[], &zeros).action, Action::Challenge);
+        assert_eq!(p.decide(&t, 0.6, &[], &zeros).action, Action::Allow);
+        model.meta = serde_json::Value::Null;
+        assert!(p.thresholds(&model).unwrap_err().to_string().contains("retrain"));
     }
 
     #[test]

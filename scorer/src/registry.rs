@@ -1,35 +1,57 @@
-//! The champion model, hot-swapped when the registry's `current` pointer moves.
+//! Models from the registry, hot-swapped when a pointer (`current`, `challenger`) moves.
 //!
-//! The processor takes the model once per micro-batch, so a swap happens between batches: no
+//! The processor takes the models once per micro-batch, so a swap happens between batches: no
 //! event is dropped or scored twice because of it.
 
 use models::ModelArtifact;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Clone)]
-pub struct ModelHandle(Arc<RwLock<Arc<ModelArtifact>>>);
+/// A hot-swappable model (the champion is always present; the challenger may not be).
+#[derive(Clone, Default)]
+pub struct ModelSlot(Arc<RwLock<Option<Arc<ModelArtifact>>>>);
 
-impl ModelHandle {
+impl ModelSlot {
     pub fn new(m: ModelArtifact) -> Self {
-        ModelHandle(Arc::new(RwLock::new(Arc::new(m))))
+        ModelSlot(Arc::new(RwLock::new(Some(Arc::new(m)))))
     }
-    pub fn get(&self) -> Arc<ModelArtifact> {
+    pub fn get(&self) -> Option<Arc<ModelArtifact>> {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
     pub fn set(&self, m: ModelArtifact) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(m);
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(m));
+    }
+    fn version(&self) -> Option<String> {
+        self.get().map(|m| m.version.clone())
     }
 }
 
-/// Polls the registry every `every` and swaps in a newly promoted model. A model that fails
-/// its checks (another feature schema, a corrupt file) is refused and the champion kept.
+/// Which registry pointer a slot follows.
+#[derive(Debug, Clone, Copy)]
+pub enum Pointer {
+    Champion,
+    Challenger,
+}
+
+impl Pointer {
+    fn read(self, registry: &Path) -> anyhow::Result<Option<String>> {
+        match self {
+            Pointer::Champion => platform::registry::current_version(registry),
+            Pointer::Challenger => platform::registry::challenger_version(registry),
+        }
+    }
+}
+
+/// Polls the registry every `every` and loads the model `pointer` names into `slot`. A model
+/// that fails its checks (another feature schema, a corrupt file, a policy that cannot use
+/// it) is refused, logged and counted, and the slot keeps its model.
 pub async fn watch(
     registry: PathBuf,
-    handle: ModelHandle,
-    on_change: impl Fn(&ModelArtifact) + Send + 'static,
+    pointer: Pointer,
+    slot: ModelSlot,
+    accept: impl Fn(&ModelArtifact) -> anyhow::Result<()> + Send + 'static,
     reload_errors: prometheus::IntCounter,
     every: Duration,
     shutdown: CancellationToken,
@@ -40,18 +62,17 @@ pub async fn watch(
             _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(every) => {},
         }
-        let current = handle.get().version.clone();
-        match platform::registry::current_version(&registry) {
-            Ok(Some(v)) if v != current && refused.as_deref() != Some(v.as_str()) => {
-                match platform::registry::load(&registry, &v) {
+        let current = slot.version();
+        match pointer.read(&registry) {
+            Ok(Some(v)) if Some(&v) != current.as_ref() && refused.as_ref() != Some(&v) => {
+                match platform::registry::load(&registry, &v).and_then(|m| accept(&m).map(|()| m)) {
                     Ok(m) => {
-                        tracing::info!(from = %current, to = %v, "promoted model loaded");
-                        on_change(&m);
-                        handle.set(m);
+                        tracing::info!(?pointer, from = ?current, to = %v, "model loaded");
+                        slot.set(m);
                     }
                     Err(e) => {
                         reload_errors.inc();
-                        tracing::error!(version = %v, error = format!("{e:#}"), "refusing promoted model; keeping the current one");
+                        tracing::error!(?pointer, version = %v, error = format!("{e:#}"), "refusing model; keeping the current one");
                         refused = Some(v);
                     }
                 }

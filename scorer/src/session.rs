@@ -14,6 +14,9 @@ pub struct SessionState {
     /// The session has already alerted (alerts are de-duplicated per session).
     pub alerted: bool,
     pub updated_at_ms: i64,
+    /// Set when an operator lifted the session's action: who and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifted_by: Option<String>,
 }
 
 impl SessionState {
@@ -29,6 +32,14 @@ impl SessionState {
 pub fn key(session_id: &str) -> String {
     models::history::key("sess", session_id)
 }
+
+fn recent_key(session_id: &str) -> String {
+    models::history::key("sess:recent", session_id)
+}
+
+/// How many recent events per session an alert carries.
+pub const RECENT_EVENTS: isize = 20;
+const LIFT_AUDIT: &str = "fd:sess:lift:audit";
 
 /// How long a session's state is kept after its last update (memory bound).
 const KEEP_MS: i64 = 24 * 3_600_000;
@@ -58,9 +69,15 @@ impl SessionStore {
             .collect())
     }
 
-    /// Writes states in one round trip, each kept until its expiry (or a day).
-    pub async fn put_many(&self, states: &HashMap<String, SessionState>, now_ms: i64) -> redis::RedisResult<()> {
-        if states.is_empty() {
+    /// Writes states and appends each session's new events to its bounded recent-events list,
+    /// in one round trip. States are kept until their expiry (or a day).
+    pub async fn put_many(
+        &self,
+        states: &HashMap<String, SessionState>,
+        recent: &[(String, String)],
+        now_ms: i64,
+    ) -> redis::RedisResult<()> {
+        if states.is_empty() && recent.is_empty() {
             return Ok(());
         }
         let mut pipe = redis::pipe();
@@ -68,8 +85,68 @@ impl SessionStore {
             let keep = s.expires_at_ms.map(|t| (t - now_ms).max(0) + KEEP_MS).unwrap_or(KEEP_MS);
             pipe.cmd("SET").arg(key(id)).arg(serde_json::to_string(s).unwrap_or_default()).arg("PX").arg(keep).ignore();
         }
+        for (id, event) in recent {
+            let k = recent_key(id);
+            pipe.cmd("RPUSH").arg(&k).arg(event).ignore();
+            pipe.cmd("LTRIM").arg(&k).arg(-RECENT_EVENTS).arg(-1).ignore();
+            pipe.cmd("PEXPIRE").arg(&k).arg(KEEP_MS).ignore();
+        }
         let mut c = self.conn.clone();
         pipe.query_async::<()>(&mut c).await
+    }
+
+    /// The session's most recent events (oldest first), as stored JSON values.
+    pub async fn recent(&self, ids: &[&str]) -> redis::RedisResult<HashMap<String, Vec<serde_json::Value>>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("LRANGE").arg(recent_key(id)).arg(0).arg(-1);
+        }
+        let mut c = self.conn.clone();
+        let lists: Vec<Vec<String>> = pipe.query_async(&mut c).await?;
+        Ok(ids
+            .iter()
+            .zip(lists)
+            .map(|(id, l)| (id.to_string(), l.iter().filter_map(|e| serde_json::from_str(e).ok()).collect()))
+            .collect())
+    }
+
+    /// An operator lifts a session: back to `allow`, no restrictions; later events may escalate
+    /// it again. Audited with the operator's token name.
+    pub async fn lift(&self, id: &str, actor: &str, reason: &str, now_ms: i64) -> redis::RedisResult<SessionState> {
+        let prev = self.get(id).await?;
+        let state = SessionState {
+            action: Action::Allow,
+            restrictions: Vec::new(),
+            expires_at_ms: None,
+            alerted: prev.as_ref().is_some_and(|p| p.alerted),
+            updated_at_ms: now_ms,
+            lifted_by: Some(actor.to_string()),
+        };
+        let audit = serde_json::json!({"at_ms": now_ms, "actor": actor, "session_id": id, "reason": reason,
+            "previous": prev.as_ref().map(|p| p.action)});
+        let mut c = self.conn.clone();
+        redis::pipe()
+            .cmd("SET")
+            .arg(key(id))
+            .arg(serde_json::to_string(&state).unwrap_or_default())
+            .arg("PX")
+            .arg(KEEP_MS)
+            .ignore()
+            .cmd("LPUSH")
+            .arg(LIFT_AUDIT)
+            .arg(audit.to_string())
+            .ignore()
+            .cmd("LTRIM")
+            .arg(LIFT_AUDIT)
+            .arg(0)
+            .arg(9_999)
+            .ignore()
+            .query_async::<()>(&mut c)
+            .await?;
+        Ok(state)
     }
 
     pub async fn get(&self, id: &str) -> redis::RedisResult<Option<SessionState>> {
@@ -108,6 +185,7 @@ pub fn escalate(
             expires_at_ms: if new_action == Action::Allow { None } else { expires },
             alerted: alerted || first_alert,
             updated_at_ms: now_ms,
+            lifted_by: prev.and_then(|p| p.lifted_by.clone()),
         },
         first_alert,
     )

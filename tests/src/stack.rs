@@ -45,6 +45,22 @@ impl Stack {
     pub fn redis_url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.redis_port)
     }
+
+    /// Command-line arguments that point service `name` at this stack, on port 0, with an
+    /// admin token named `tests`.
+    pub fn service_args(&self, name: &str, token: &str) -> Vec<String> {
+        vec![
+            name.into(),
+            "--brokers".into(),
+            self.brokers(),
+            "--redis-url".into(),
+            self.redis_url(),
+            "--http-addr".into(),
+            "127.0.0.1:0".into(),
+            "--admin-tokens".into(),
+            format!("tests:{token}"),
+        ]
+    }
 }
 
 impl Drop for Stack {

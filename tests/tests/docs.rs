@@ -37,6 +37,10 @@ fn every_exported_metric_is_in_the_readme_catalogue() {
         scorer::app::MODEL_INFO,
         scorer::app::MODEL_RELOAD_ERRORS,
         scorer::app::REASONS,
+        scorer::app::SHADOW_SCORE,
+        scorer::app::SHADOW_DISAGREEMENTS,
+        scorer::app::LIFTS,
+        scorer::app::LABELS_PUBLISHED,
     ];
     let missing: Vec<_> = names.iter().filter(|n| !text.contains(&format!("| `{n}` |"))).collect();
     assert!(missing.is_empty(), "metrics missing from README: {missing:?}");

@@ -48,19 +48,7 @@ async fn every_event_gets_one_valid_verdict_and_blacklisted_ips_are_blocked() {
 
     // Services, in-process, on port 0, with their own shutdown trigger.
     let shutdown = CancellationToken::new();
-    let common = |name: &str| {
-        vec![
-            name.to_string(),
-            "--brokers".into(),
-            stack.brokers(),
-            "--redis-url".into(),
-            stack.redis_url(),
-            "--http-addr".into(),
-            "127.0.0.1:0".into(),
-            "--admin-tokens".into(),
-            format!("tests:{TOKEN}"),
-        ]
-    };
+    let common = |name: &str| stack.service_args(name, TOKEN);
     let enricher =
         enricher::start(enricher::Config::try_parse_from(common("enricher")).unwrap(), shutdown.clone()).await.unwrap();
     let mut scorer_args = common("scorer");

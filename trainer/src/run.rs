@@ -82,6 +82,10 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<Outcome> {
     if labels.iter().any(|y| *y) {
         model.calibration = Some(train::fit_platt(&margins, &labels));
     }
+    // The validation window's session score distribution lets a policy set thresholds by
+    // target alert rate (`top_share`) instead of by raw score.
+    let valid_sessions = eval::by_session(&valid_rows, &score_rows(&model, &valid_rows));
+    model.meta["session_score_top_shares"] = serde_json::json!(eval::top_shares(&valid_sessions));
     tracing::info!(secs = t1.elapsed().as_secs_f64(), rows = train_rows.len(), "model fitted and calibrated");
 
     let test = eval::metrics(&eval::by_session(&test_rows, &score_rows(&model, &test_rows)));
@@ -112,6 +116,8 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<Outcome> {
     .context("writing the model into the registry")?;
     if promote {
         platform::registry::promote(&args.registry, &version)?;
+    } else {
+        platform::registry::set_challenger(&args.registry, &version)?;
     }
     tracing::info!(%version, promoted = promote, %why, ap = test.average_precision, auc = test.roc_auc, "training run finished");
     Ok(Outcome { version, promoted: promote, why, test, champion_test, dir })
