@@ -20,7 +20,6 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -76,10 +75,25 @@ pub fn date_of(ts_ms: i64) -> String {
 }
 
 fn props() -> WriterProperties {
-    WriterProperties::builder().set_compression(Compression::SNAPPY).build()
+    // Unique-per-row columns gain nothing from dictionary encoding and cost the most to encode.
+    let unique = ["event_id", "label_id", "session_id", "attrs"].map(parquet::schema::types::ColumnPath::from);
+    unique
+        .into_iter()
+        .fold(WriterProperties::builder().set_compression(Compression::SNAPPY), |b, c| {
+            b.set_column_dictionary_enabled(c, false)
+        })
+        .build()
 }
 
-fn write_batch(path: &Path, batch: &RecordBatch) -> anyhow::Result<()> {
+/// Whether a written file must be on disk before the call returns (a sink committing offsets
+/// needs it; a generator does not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    Fsync,
+    Buffered,
+}
+
+fn write_batch(path: &Path, batch: &RecordBatch, durability: Durability) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -89,9 +103,38 @@ fn write_batch(path: &Path, batch: &RecordBatch) -> anyhow::Result<()> {
     let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props()))?;
     w.write(batch)?;
     let file = w.into_inner()?;
-    file.sync_all()?;
+    if durability == Durability::Fsync {
+        file.sync_all()?;
+    }
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+/// Date runs of `items` sorted by time, as index ranges (no copies).
+fn date_runs<T>(items: &[T], ts: impl Fn(&T) -> i64) -> Vec<(String, std::ops::Range<usize>)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < items.len() {
+        let date = date_of(ts(&items[start]));
+        let mut end = start + 1;
+        while end < items.len() && date_of(ts(&items[end])) == date {
+            end += 1;
+        }
+        out.push((date, start..end));
+        start = end;
+    }
+    out
+}
+
+/// `items` in time order, borrowed when they already are.
+fn time_ordered<T: Clone>(items: &[T], ts: impl Fn(&T) -> i64) -> std::borrow::Cow<'_, [T]> {
+    if items.windows(2).all(|w| ts(&w[0]) <= ts(&w[1])) {
+        std::borrow::Cow::Borrowed(items)
+    } else {
+        let mut v = items.to_vec();
+        v.sort_by_key(|x| ts(x));
+        std::borrow::Cow::Owned(v)
+    }
 }
 
 fn opt_str(b: &mut StringBuilder, v: Option<&str>) {
@@ -176,30 +219,29 @@ pub fn labels_batch(labels: &[Label]) -> anyhow::Result<RecordBatch> {
 }
 
 /// Writes events into `root/events/date=…/{stem}.parquet`, one file per date. Returns the files.
-pub fn write_events(root: &Path, stem: &str, events: &[ClickEvent]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut by_date: BTreeMap<String, Vec<ClickEvent>> = BTreeMap::new();
-    for e in events {
-        by_date.entry(date_of(e.ts)).or_default().push(e.clone());
-    }
+pub fn write_events(
+    root: &Path,
+    stem: &str,
+    events: &[ClickEvent],
+    durability: Durability,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let events = time_ordered(events, |e| e.ts);
     let mut files = Vec::new();
-    for (date, evs) in by_date {
+    for (date, run) in date_runs(&events, |e| e.ts) {
         let path = root.join(EVENTS).join(format!("date={date}")).join(format!("{stem}.parquet"));
-        write_batch(&path, &events_batch(&evs)?)?;
+        write_batch(&path, &events_batch(&events[run])?, durability)?;
         files.push(path);
     }
     Ok(files)
 }
 
 /// Writes labels into `root/labels/date=…/{stem}.parquet`, partitioned by the label's `ts`.
-pub fn write_labels(root: &Path, stem: &str, labels: &[Label]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut by_date: BTreeMap<String, Vec<Label>> = BTreeMap::new();
-    for l in labels {
-        by_date.entry(date_of(l.ts)).or_default().push(l.clone());
-    }
+pub fn write_labels(root: &Path, stem: &str, labels: &[Label], durability: Durability) -> anyhow::Result<Vec<PathBuf>> {
+    let labels = time_ordered(labels, |l| l.ts);
     let mut files = Vec::new();
-    for (date, ls) in by_date {
+    for (date, run) in date_runs(&labels, |l| l.ts) {
         let path = root.join(LABELS).join(format!("date={date}")).join(format!("{stem}.parquet"));
-        write_batch(&path, &labels_batch(&ls)?)?;
+        write_batch(&path, &labels_batch(&labels[run])?, durability)?;
         files.push(path);
     }
     Ok(files)
@@ -427,7 +469,7 @@ mod tests {
         e2.ts += 1000;
         e2.user_id = None;
         e2.attrs = None;
-        write_events(dir.path(), "part-0", &[e2.clone(), e1.clone()]).unwrap();
+        write_events(dir.path(), "part-0", &[e2.clone(), e1.clone()], Durability::Fsync).unwrap();
         let parts = partitions(dir.path(), EVENTS).unwrap();
         assert_eq!(parts.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(), ["2026-11-01", "2026-11-02"]);
         let mut all = Vec::new();
@@ -446,7 +488,7 @@ mod tests {
             kind: Some(LabelKind::AccountTakeover),
             source: Some(LabelSource::Chargeback),
         };
-        write_labels(dir.path(), "labels", std::slice::from_ref(&label)).unwrap();
+        write_labels(dir.path(), "labels", std::slice::from_ref(&label), Durability::Fsync).unwrap();
         assert_eq!(read_labels(dir.path()).unwrap(), vec![label]);
     }
 }
