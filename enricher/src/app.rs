@@ -28,6 +28,14 @@ pub struct Config {
     /// Kafka consumer group.
     #[arg(long, env = "ENRICHER_GROUP", default_value = "enricher")]
     pub group_id: String,
+    /// Routes file for raw access-log lines on the weblogs topic (method + path + status →
+    /// event type and outcome).
+    #[arg(long, env = "ROUTES_FILE", default_value = "config/routes.toml")]
+    pub routes: std::path::PathBuf,
+    /// Extra quoted fields after the combined log format, in order (session, device, country,
+    /// user, ignore), comma separated; empty for plain combined format.
+    #[arg(long, env = "LOG_FORMAT", default_value = "session,device,country")]
+    pub log_format: crate::weblog::LogFormat,
     /// Largest accepted event, in bytes; larger ones go to the dead-letter topic.
     #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = models::event::DEFAULT_MAX_EVENT_BYTES)]
     pub max_event_bytes: usize,
@@ -74,6 +82,8 @@ pub struct Enricher<S> {
     pub topics: TopicArgs,
     pub max_event_bytes: usize,
     pub metrics: EnricherMetrics,
+    /// How raw access-log lines become events.
+    pub weblog: (crate::weblog::LogFormat, crate::weblog::Routes),
     schema: String,
 }
 
@@ -85,7 +95,26 @@ impl<S: HistoryStore> Enricher<S> {
         max_event_bytes: usize,
         metrics: EnricherMetrics,
     ) -> Self {
-        Enricher { store, lists, topics, max_event_bytes, metrics, schema: feature_schema_hash() }
+        Enricher {
+            store,
+            lists,
+            topics,
+            max_event_bytes,
+            metrics,
+            weblog: Default::default(),
+            schema: feature_schema_hash(),
+        }
+    }
+
+    /// A JSON click event, or a raw log line from the weblogs topic, as an event or an error.
+    fn decode(&self, rec: &InRecord) -> Result<ClickEvent, (&'static str, String)> {
+        if rec.topic == self.topics.weblogs_topic {
+            let id = format!("wl-{}-{}", rec.partition, rec.offset);
+            crate::weblog::parse_line(&rec.payload, &self.weblog.0, &self.weblog.1, id)
+                .map_err(|e| (e.reason(), e.to_string()))
+        } else {
+            ClickEvent::decode(&rec.payload, self.max_event_bytes).map_err(|e| (e.reason(), e.to_string()))
+        }
     }
 }
 
@@ -96,13 +125,13 @@ impl<S: HistoryStore> Processor for Enricher<S> {
         let mut decoded: Vec<(usize, ClickEvent)> = Vec::with_capacity(batch.len());
         let mut slots: Vec<Option<OutRecord>> = Vec::with_capacity(batch.len());
         for (i, rec) in batch.iter().enumerate() {
-            match ClickEvent::decode(&rec.payload, self.max_event_bytes) {
+            match self.decode(rec) {
                 Ok(ev) => {
                     decoded.push((i, ev));
                     slots.push(None);
                 }
-                Err(e) => {
-                    slots.push(Some(OutRecord::dead_letter(&self.topics.dlq_topic, rec, e.reason(), &e.to_string())))
+                Err((reason, error)) => {
+                    slots.push(Some(OutRecord::dead_letter(&self.topics.dlq_topic, rec, reason, &error)))
                 }
             }
         }
@@ -166,14 +195,12 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     });
     let (http_addr, http) =
         platform::http::serve(cfg.http_addr, routes, registry, ready.clone(), shutdown.clone()).await?;
-    let pipeline = Pipeline::new(
-        &cfg.service.kafka,
-        &cfg.group_id,
-        &[&cfg.service.topics.clickstream_topic],
-        metrics.pipeline.clone(),
-    )?;
-    let enricher =
+    let log_routes = crate::weblog::Routes::load(&cfg.routes)?;
+    let topics = [cfg.service.topics.clickstream_topic.as_str(), cfg.service.topics.weblogs_topic.as_str()];
+    let pipeline = Pipeline::new(&cfg.service.kafka, &cfg.group_id, &topics, metrics.pipeline.clone())?;
+    let mut enricher =
         Enricher::new(store, cache.clone(), cfg.service.topics.clone(), cfg.max_event_bytes, metrics.clone());
+    enricher.weblog = (cfg.log_format.clone(), log_routes);
     tracing::info!(%http_addr, brokers = %cfg.service.kafka.brokers, redis = %redis_shown, schema = %feature_schema_hash(), "enricher started");
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(async move { http.await? });

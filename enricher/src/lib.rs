@@ -5,11 +5,13 @@
 //! - [`lists`]: blacklists and whitelists, held in Redis, cached in-process and refreshed when
 //!   their version changes.
 //! - [`admin`]: the authenticated HTTP API for the lists.
+//! - [`weblog`]: raw access-log lines to click events (combined format, routes file).
 //! - [`app`]: configuration, the batch processor, and wiring of the tasks.
 
 pub mod admin;
 pub mod app;
 pub mod lists;
 pub mod store;
+pub mod weblog;
 
 pub use app::{Config, Enricher, start};

@@ -47,9 +47,9 @@ impl Stack {
     }
 
     /// Command-line arguments that point service `name` at this stack, on port 0, with an
-    /// admin token named `tests`.
+    /// admin token named `tests` (and the repository's routes file for the enricher).
     pub fn service_args(&self, name: &str, token: &str) -> Vec<String> {
-        vec![
+        let mut args: Vec<String> = vec![
             name.into(),
             "--brokers".into(),
             self.brokers(),
@@ -59,7 +59,11 @@ impl Stack {
             "127.0.0.1:0".into(),
             "--admin-tokens".into(),
             format!("tests:{token}"),
-        ]
+        ];
+        if name == "enricher" {
+            args.extend(["--routes".into(), repo_root().join("config/routes.toml").display().to_string()]);
+        }
+        args
     }
 }
 

@@ -96,16 +96,27 @@ async fn every_event_gets_one_valid_verdict_and_blacklisted_ips_are_blocked() {
     let producer: rdkafka::producer::FutureProducer =
         rdkafka::ClientConfig::new().set("bootstrap.servers", stack.brokers()).create().unwrap();
     fixtures::send_events(&producer, "clickstream", &records, false).await.unwrap();
+    // Raw access-log lines on the weblogs topic: 200 good ones from the sample, two broken.
+    let sample = std::fs::read_to_string(repo_root().join("fixtures/sample/access.log")).unwrap();
+    let mut lines: Vec<(String, Vec<u8>, i64)> =
+        sample.lines().take(200).map(|l| ("log".to_string(), l.as_bytes().to_vec(), 0)).collect();
+    lines.push(("log".into(), b"not a log line".to_vec(), 0));
+    lines.push((
+        "log".into(),
+        br#"1.2.3.4 - - [01/Nov/2026:09:05:03 +0000] "GET / HTTP/1.1" 200 1 "-" "unterminated"#.to_vec(),
+        0,
+    ));
+    fixtures::send_events(&producer, "weblogs", &lines, false).await.unwrap();
 
     // Every event gets a verdict.
     let want: HashSet<String> = live.iter().map(|e| e.event_id.clone()).collect();
     let verdicts = consume_until(&stack.brokers(), "fraud.verdicts", Duration::from_secs(120), |rs| {
-        rs.iter()
+        let ids: HashSet<String> = rs
+            .iter()
             .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.payload).ok())
             .filter_map(|v| v["event_id"].as_str().map(str::to_string))
-            .collect::<HashSet<_>>()
-            .len()
-            >= want.len()
+            .collect();
+        ids.len() >= want.len() + 200
     })
     .await;
     let validator = schema("verdict.schema.json");
@@ -125,6 +136,9 @@ async fn every_event_gets_one_valid_verdict_and_blacklisted_ips_are_blocked() {
         }
         assert_eq!(v["model_version"], trained.version.as_str());
     }
+    let from_logs = seen.keys().filter(|id| id.starts_with("wl-")).count();
+    assert_eq!(from_logs, 200, "every good access-log line gets one verdict");
+    seen.retain(|id, _| !id.starts_with("wl-"));
     let missing: Vec<_> = want.iter().filter(|id| !seen.contains_key(*id)).collect();
     let duplicates = seen.values().filter(|n| **n > 1).count();
     assert!(missing.is_empty(), "{} of {} events have no verdict", missing.len(), want.len());
@@ -133,19 +147,22 @@ async fn every_event_gets_one_valid_verdict_and_blacklisted_ips_are_blocked() {
     assert!(actions.get("allow").copied().unwrap_or(0) > want.len() / 2, "most traffic is legitimate: {actions:?}");
 
     // Bad input went to the dead-letter topic with its reason and position.
-    let dlq = consume_until(&stack.brokers(), "clickstream.dlq", Duration::from_secs(30), |rs| rs.len() >= 3).await;
+    let dlq = consume_until(&stack.brokers(), "clickstream.dlq", Duration::from_secs(30), |rs| rs.len() >= 5).await;
     let reasons: HashSet<&str> = dlq.iter().map(|r| r.headers["dlq.reason"].as_str()).collect();
-    assert_eq!(dlq.len(), 3, "{dlq:?}");
+    assert_eq!(dlq.len(), 5, "{dlq:?}");
     assert!(reasons.contains("invalid_json") && reasons.contains("schema_violation"), "{reasons:?}");
-    assert!(
-        dlq.iter()
-            .all(|r| r.headers["dlq.source.topic"] == "clickstream" && r.headers.contains_key("dlq.source.offset"))
-    );
+    assert!(reasons.contains("invalid_log_line"), "{reasons:?}");
+    assert!(dlq.iter().all(|r| r.headers.contains_key("dlq.source.offset")));
+    assert_eq!(dlq.iter().filter(|r| r.headers["dlq.source.topic"] == "weblogs").count(), 2);
 
     // Committed offsets reach the end of the input for both consumer groups.
     let mut caught_up = false;
     for _ in 0..40 {
-        let e = committed_vs_end(&stack.brokers(), "enricher", "clickstream");
+        let e = [
+            committed_vs_end(&stack.brokers(), "enricher", "clickstream"),
+            committed_vs_end(&stack.brokers(), "enricher", "weblogs"),
+        ]
+        .concat();
         let s = committed_vs_end(&stack.brokers(), "scorer", "clickstream.enriched");
         if e.iter().chain(&s).all(|(_, c, end)| c == end) {
             caught_up = true;

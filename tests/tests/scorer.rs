@@ -92,6 +92,7 @@ fn train(lake: &Path, registry: &Path, alpha: f64, min_improvement: f64) -> trai
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_scorer_applies_policy_session_state_reloads_shadows_and_publishes_labels() {
+    platform::init_tracing();
     let stack = Stack::start();
     let work = tempfile::tempdir().unwrap();
     let (lake, registry, policy) =
@@ -206,8 +207,12 @@ async fn the_scorer_applies_policy_session_state_reloads_shadows_and_publishes_l
     let live = world.simulate(now, now + 300_000, Some(300)).events;
     let (a, b) = live.split_at(live.len() / 2);
     send(&stack, a).await;
+    // The first half is scored by the champion before the promotion…
+    let first_half: Vec<&str> = a.iter().map(|e| e.event_id.as_str()).collect();
+    assert!(verdicts_for(&stack, &first_half).await.len() >= first_half.len());
     platform::registry::promote(&registry, &challenger.version).unwrap();
-    // Keep events flowing while the scorer notices the promotion (it polls every 200 ms).
+    // …and events keep flowing while the scorer notices it (it polls every 200 ms), so the
+    // swap happens mid-stream; the last chunks go out well after it.
     for chunk in b.chunks(b.len() / 6 + 1) {
         send(&stack, chunk).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
