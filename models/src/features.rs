@@ -25,7 +25,7 @@ const MAX_SESSION_EVENTS: usize = 256;
 const MAX_SET: usize = 10_000;
 
 /// Bump when the meaning of any feature changes; the schema hash changes with it.
-pub const FEATURE_SCHEMA_VERSION: u32 = 1;
+pub const FEATURE_SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transform {
@@ -102,6 +102,19 @@ features! {
     LoginCountryChanged = "login_country_changed", Identity, "country differs from the user's last successful login";
     HoursSinceLastLogin = "hours_since_last_login", Log1p, "hours since the user's previous successful login (capped at 720)";
     ImpossibleTravel = "impossible_travel", Identity, "country changed less than 6 hours after the last login";
+    UserFailedLogins1m = "user_failed_logins_1m", Log1p, "failed logins for the user in the last minute";
+    UserLogins1h = "user_logins_1h", Log1p, "successful logins for the user in the last hour";
+    UserLogins24h = "user_logins_24h", Log1p, "successful logins for the user in the last 24 h";
+    UserPayeeAdds24h = "user_payee_adds_24h", Log1p, "payees added by the user in the last 24 h";
+    UserTransfers1h = "user_transfers_1h", Log1p, "transfers by the user in the last hour";
+    UserTransferAmount1h = "user_transfer_amount_1h", Log1p, "sum of the user's transfer amounts in the last hour";
+    IpFailedLogins1m = "ip_failed_logins_1m", Log1p, "failed logins from the IP in the last minute";
+    SubnetFailedLogins1h = "subnet_failed_logins_1h", Log1p, "failed logins from the IP's /24 (IPv6 /64) in the last hour";
+    UserIpAgeDays = "user_ip_age_days", Log1p, "days since the user first used this IP";
+    UserSubnetAgeDays = "user_subnet_age_days", Log1p, "days since the user first used this /24 (IPv6 /64)";
+    UserCountryAgeDays = "user_country_age_days", Log1p, "days since the user was first seen in this country";
+    SessionSecsSincePasswordReset = "session_secs_since_password_reset", Log1p, "seconds since a password reset earlier in the session (0 when none)";
+    SessionTermsRead = "session_terms_read", Identity, "the terms page was viewed earlier in the session";
 }
 
 /// Stable identifier of this feature definition, carried on every enriched event and artifact.
@@ -187,7 +200,15 @@ struct Slots {
     user_ip: Option<usize>,
     user_subnet: Option<usize>,
     user_country: Option<usize>,
+    user_fail_1m: Option<usize>,
     user_fail_1h: Option<usize>,
+    user_logins_1h: Option<usize>,
+    user_logins_24h: Option<usize>,
+    user_payee_adds_24h: Option<usize>,
+    ip_fail_1m: usize,
+    subnet_fail_1h: usize,
+    session_reset: usize,
+    session_terms: usize,
     user_fail_24h: Option<usize>,
     user_resets_24h: Option<usize>,
     user_transfers: Option<usize>,
@@ -259,6 +280,13 @@ pub fn plan(ev: &ClickEvent) -> Plan {
     } else {
         p.read(Op::Lookup { key: session_marks.clone(), member: "login".into() })
     };
+    let mark = |p: &mut Planner, member: &str, now: bool| {
+        let (key, member) = (session_marks.clone(), member.to_string());
+        if now { p.read(Op::FirstSeen { key, member, ts, ttl_s: DAY_S }) } else { p.read(Op::Lookup { key, member }) }
+    };
+    let session_reset = mark(&mut p, "reset", ev.is(kind::PASSWORD_RESET));
+    let reads_terms = ev.is(kind::PAGE_VIEW) && ev.path.as_deref().is_some_and(is_terms_page);
+    let session_terms = mark(&mut p, "terms", reads_terms);
     let session_payee = payee.map(|payee| {
         let member = format!("payee:{payee}");
         if ev.is(kind::ADD_PAYEE) {
@@ -270,6 +298,9 @@ pub fn plan(ev: &ClickEvent) -> Plan {
 
     // IP.
     let ip_fail_1h = p.read(Op::Count { key: key("ip:fl", &ip), from: ts - HOUR_MS, to: ts });
+    let ip_fail_1m = p.read(Op::Count { key: key("ip:fl", &ip), from: ts - MINUTE_MS, to: ts });
+    let net = subnet(&ev.ip);
+    let subnet_fail_1h = p.read(Op::Count { key: key("sn:fl", &net), from: ts - HOUR_MS, to: ts });
     let ip_logins_1h = p.read(Op::Count { key: key("ip:lg", &ip), from: ts - HOUR_MS, to: ts });
     let ip_users_24h = p.read(Op::Count { key: key("ip:du", &ip), from: ts - DAY_MS, to: ts });
     if is_login {
@@ -277,6 +308,7 @@ pub fn plan(ev: &ClickEvent) -> Plan {
     }
     if login_failed {
         p.write(add(key("ip:fl", &ip), ev.event_id.clone(), ts, HOUR_MS, MAX_SET, DAY_S));
+        p.write(add(key("sn:fl", &net), ev.event_id.clone(), ts, HOUR_MS, MAX_SET, DAY_S));
     }
 
     // Device.
@@ -298,7 +330,19 @@ pub fn plan(ev: &ClickEvent) -> Plan {
         s.user_payee = payee.map(|py| first_seen(&mut p, format!("p:{py}")));
 
         let fails = key("u:fl", user);
+        s.user_fail_1m = Some(p.read(Op::Count { key: fails.clone(), from: ts - MINUTE_MS, to: ts }));
         s.user_fail_1h = Some(p.read(Op::Count { key: fails.clone(), from: ts - HOUR_MS, to: ts }));
+        let logins = key("u:ls", user);
+        s.user_logins_1h = Some(p.read(Op::Count { key: logins.clone(), from: ts - HOUR_MS, to: ts }));
+        s.user_logins_24h = Some(p.read(Op::Count { key: logins.clone(), from: ts - DAY_MS, to: ts }));
+        if login_ok {
+            p.write(add(logins, ev.event_id.clone(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
+        }
+        let adds = key("u:pa", user);
+        s.user_payee_adds_24h = Some(p.read(Op::Count { key: adds.clone(), from: ts - DAY_MS, to: ts }));
+        if ev.is(kind::ADD_PAYEE) {
+            p.write(add(adds, ev.event_id.clone(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
+        }
         s.user_fail_24h = Some(p.read(Op::Count { key: fails.clone(), from: ts - DAY_MS, to: ts }));
         if login_failed {
             p.write(add(fails, ev.event_id.clone(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
@@ -344,6 +388,10 @@ pub fn plan(ev: &ClickEvent) -> Plan {
     s.session_login = session_login;
     s.session_payee = session_payee;
     s.ip_fail_1h = ip_fail_1h;
+    s.ip_fail_1m = ip_fail_1m;
+    s.subnet_fail_1h = subnet_fail_1h;
+    s.session_reset = session_reset;
+    s.session_terms = session_terms;
     s.ip_logins_1h = ip_logins_1h;
     s.ip_users_24h = ip_users_24h;
     s.device_users_24h = device_users_24h;
@@ -372,6 +420,12 @@ const AUTOMATION_MARKERS: &[&str] = &[
     "spider",
     "crawler",
 ];
+
+/// Terms, conditions or licence pages (the EULA a fraudster never reads).
+fn is_terms_page(path: &str) -> bool {
+    let p = path.to_ascii_lowercase();
+    ["terms", "eula", "conditions", "legal"].iter().any(|m| p.contains(m))
+}
 
 fn ua_automation(ua: Option<&str>) -> bool {
     let Some(ua) = ua else { return false };
@@ -414,6 +468,21 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     set(F::UserSubnetNew, is_new(s.user_subnet));
     set(F::UserCountryNew, is_new(s.user_country));
     set(F::UserFailedLogins1h, count(s.user_fail_1h));
+    set(F::UserFailedLogins1m, count(s.user_fail_1m));
+    set(F::UserLogins1h, count(s.user_logins_1h));
+    set(F::UserLogins24h, count(s.user_logins_24h));
+    set(F::UserPayeeAdds24h, count(s.user_payee_adds_24h));
+    set(F::IpFailedLogins1m, r(s.ip_fail_1m).count() as f64);
+    set(F::SubnetFailedLogins1h, r(s.subnet_fail_1h).count() as f64);
+    let age = |i: Option<usize>| {
+        ro(i).and_then(OpResult::time).map(|t| (ts - t).max(0) as f64 / DAY_MS as f64).unwrap_or(0.0)
+    };
+    set(F::UserIpAgeDays, age(s.user_ip));
+    set(F::UserSubnetAgeDays, age(s.user_subnet));
+    set(F::UserCountryAgeDays, age(s.user_country));
+    let reset_at = r(s.session_reset).time().filter(|_| !ev.is(kind::PASSWORD_RESET));
+    set(F::SessionSecsSincePasswordReset, reset_at.map(|t| (ts - t).max(0) as f64 / 1000.0).unwrap_or(0.0));
+    set(F::SessionTermsRead, flag(r(s.session_terms).time().is_some()));
     set(F::UserFailedLogins24h, count(s.user_fail_24h));
     set(F::UserPasswordResets24h, count(s.user_resets_24h));
     let transfers = ro(s.user_transfers).map(OpResult::range).unwrap_or(&[]);
@@ -421,6 +490,12 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     let amount_24h: f64 =
         transfers.iter().filter_map(|(m, _)| m.rsplit_once('|').and_then(|(_, a)| a.parse::<f64>().ok())).sum();
     set(F::UserTransferAmount24h, amount_24h);
+    let last_hour: Vec<&(String, i64)> = transfers.iter().filter(|(_, t)| *t >= ts - HOUR_MS).collect();
+    set(F::UserTransfers1h, last_hour.len() as f64);
+    set(
+        F::UserTransferAmount1h,
+        last_hour.iter().filter_map(|(m, _)| m.rsplit_once('|').and_then(|(_, a)| a.parse::<f64>().ok())).sum(),
+    );
     set(F::UserPayeeNew, is_new(s.user_payee));
 
     set(F::IpFailedLogins1h, r(s.ip_fail_1h).count() as f64);
@@ -546,6 +621,61 @@ mod tests {
         let f = replay_one(&mut h, &ev("c", t0 + DAY_MS, "s3", Some("u2"), "login", "1.2.3.4"));
         assert_eq!(f.get(F::UserDeviceNew), 1.0);
         assert_eq!(f.get(F::IpDistinctUsers24h), 1.0, "u1 logged in from this IP before");
+    }
+
+    #[test]
+    fn session_marks_windows_and_ages_follow_the_session_and_the_clock_of_events() {
+        let mut h = MemoryHistory::new();
+        let t0 = 1_700_000_000_000;
+        let mut reset = ev("r", t0, "s1", Some("u1"), "password_reset", "10.0.0.1");
+        reset.outcome = Some(crate::Outcome::Success);
+        assert_eq!(replay_one(&mut h, &reset).get(F::SessionSecsSincePasswordReset), 0.0, "not before itself");
+        let mut terms = ev("t", t0 + 5_000, "s1", Some("u1"), "page_view", "10.0.0.1");
+        terms.path = Some("/legal/terms".into());
+        let f = replay_one(&mut h, &terms);
+        assert_eq!((f.get(F::SessionTermsRead), f.get(F::SessionSecsSincePasswordReset)), (0.0, 5.0));
+        let mut login = ev("l", t0 + 20_000, "s1", Some("u1"), "login", "10.0.0.9");
+        login.outcome = Some(crate::Outcome::Success);
+        let f = replay_one(&mut h, &login);
+        assert_eq!((f.get(F::SessionTermsRead), f.get(F::SessionSecsSincePasswordReset)), (1.0, 20.0));
+        assert_eq!((f.get(F::UserIpNew), f.get(F::UserSubnetNew)), (1.0, 0.0), "same /24, new address");
+        let later = ev("x", t0 + 2 * DAY_MS, "s2", Some("u1"), "page_view", "10.0.0.9");
+        let f = replay_one(&mut h, &later);
+        assert!((f.get(F::UserSubnetAgeDays) - 2.0).abs() < 1e-6 && f.get(F::UserIpAgeDays) < 2.0);
+        assert_eq!(
+            (f.get(F::SessionTermsRead), f.get(F::UserLogins24h)),
+            (0.0, 0.0),
+            "new session; login was 2 days ago"
+        );
+    }
+
+    #[test]
+    fn minute_hour_and_day_windows_count_logins_payees_transfers_and_subnets() {
+        let mut h = MemoryHistory::new();
+        let t0 = 1_700_000_000_000;
+        for i in 0..3 {
+            let mut f = ev(&format!("f{i}"), t0 + i * 20_000, "s1", Some("u1"), "login", &format!("10.0.1.{i}"));
+            f.outcome = Some(crate::Outcome::Failure);
+            replay_one(&mut h, &f);
+        }
+        let mut ok = ev("ok", t0 + 70_000, "s1", Some("u1"), "login", "10.0.1.9");
+        ok.outcome = Some(crate::Outcome::Success);
+        let f = replay_one(&mut h, &ok);
+        assert_eq!(f.get(F::UserFailedLogins1m), 2.0, "the first failure is older than a minute");
+        assert_eq!((f.get(F::SubnetFailedLogins1h), f.get(F::IpFailedLogins1m)), (3.0, 0.0));
+        for (i, amount) in [(0, 10.0), (1, 20.0)] {
+            let mut p = ev(&format!("p{i}"), t0 + 100_000 + i * 1000, "s1", Some("u1"), "add_payee", "10.0.1.9");
+            p.payee_id = Some(format!("py{i}"));
+            replay_one(&mut h, &p);
+            let mut t = ev(&format!("t{i}"), t0 + i * 2 * HOUR_MS + 200_000, "s1", Some("u1"), "transfer", "10.0.1.9");
+            t.payee_id = Some(format!("py{i}"));
+            t.amount = Some(amount);
+            replay_one(&mut h, &t);
+        }
+        let f = replay_one(&mut h, &ev("y", t0 + 2 * HOUR_MS + 300_000, "s1", Some("u1"), "page_view", "10.0.1.9"));
+        assert_eq!((f.get(F::UserPayeeAdds24h), f.get(F::UserLogins1h), f.get(F::UserLogins24h)), (2.0, 0.0, 1.0));
+        assert_eq!((f.get(F::UserTransfers24h), f.get(F::UserTransfers1h)), (2.0, 1.0));
+        assert_eq!((f.get(F::UserTransferAmount24h), f.get(F::UserTransferAmount1h)), (30.0, 20.0));
     }
 
     #[test]
