@@ -237,6 +237,17 @@ impl Planner {
     fn write(&mut self, op: Op) {
         self.writes.push(op);
     }
+
+    /// Counts of `key` in each window before `ts`; when `record` is set, the event is added to
+    /// the set (kept as long as the longest window). Returns the slots in window order.
+    fn counter(&mut self, key: String, ts: i64, windows: &[i64], record: Option<&str>) -> Vec<usize> {
+        let slots = windows.iter().map(|w| self.read(Op::Count { key: key.clone(), from: ts - w, to: ts })).collect();
+        if let Some(member) = record {
+            let longest = windows.iter().copied().max().unwrap_or(DAY_MS);
+            self.write(add(key, member.to_string(), ts, longest, MAX_SET, 2 * DAY_S));
+        }
+        slots
+    }
 }
 
 fn subnet(ip: &IpAddr) -> String {
@@ -297,19 +308,13 @@ pub fn plan(ev: &ClickEvent) -> Plan {
     });
 
     // IP.
-    let ip_fail_1h = p.read(Op::Count { key: key("ip:fl", &ip), from: ts - HOUR_MS, to: ts });
-    let ip_fail_1m = p.read(Op::Count { key: key("ip:fl", &ip), from: ts - MINUTE_MS, to: ts });
+    let id = ev.event_id.as_str();
     let net = subnet(&ev.ip);
-    let subnet_fail_1h = p.read(Op::Count { key: key("sn:fl", &net), from: ts - HOUR_MS, to: ts });
-    let ip_logins_1h = p.read(Op::Count { key: key("ip:lg", &ip), from: ts - HOUR_MS, to: ts });
+    let ip_fails = p.counter(key("ip:fl", &ip), ts, &[MINUTE_MS, HOUR_MS], login_failed.then_some(id));
+    let (ip_fail_1m, ip_fail_1h) = (ip_fails[0], ip_fails[1]);
+    let subnet_fail_1h = p.counter(key("sn:fl", &net), ts, &[HOUR_MS], login_failed.then_some(id))[0];
+    let ip_logins_1h = p.counter(key("ip:lg", &ip), ts, &[HOUR_MS], is_login.then_some(id))[0];
     let ip_users_24h = p.read(Op::Count { key: key("ip:du", &ip), from: ts - DAY_MS, to: ts });
-    if is_login {
-        p.write(add(key("ip:lg", &ip), ev.event_id.clone(), ts, HOUR_MS, MAX_SET, DAY_S));
-    }
-    if login_failed {
-        p.write(add(key("ip:fl", &ip), ev.event_id.clone(), ts, HOUR_MS, MAX_SET, DAY_S));
-        p.write(add(key("sn:fl", &net), ev.event_id.clone(), ts, HOUR_MS, MAX_SET, DAY_S));
-    }
 
     // Device.
     let device_users_24h =
@@ -329,29 +334,14 @@ pub fn plan(ev: &ClickEvent) -> Plan {
         s.user_country = ev.country.as_ref().map(|c| first_seen(&mut p, format!("c:{c}")));
         s.user_payee = payee.map(|py| first_seen(&mut p, format!("p:{py}")));
 
-        let fails = key("u:fl", user);
-        s.user_fail_1m = Some(p.read(Op::Count { key: fails.clone(), from: ts - MINUTE_MS, to: ts }));
-        s.user_fail_1h = Some(p.read(Op::Count { key: fails.clone(), from: ts - HOUR_MS, to: ts }));
-        let logins = key("u:ls", user);
-        s.user_logins_1h = Some(p.read(Op::Count { key: logins.clone(), from: ts - HOUR_MS, to: ts }));
-        s.user_logins_24h = Some(p.read(Op::Count { key: logins.clone(), from: ts - DAY_MS, to: ts }));
-        if login_ok {
-            p.write(add(logins, ev.event_id.clone(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
-        }
-        let adds = key("u:pa", user);
-        s.user_payee_adds_24h = Some(p.read(Op::Count { key: adds.clone(), from: ts - DAY_MS, to: ts }));
-        if ev.is(kind::ADD_PAYEE) {
-            p.write(add(adds, ev.event_id.clone(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
-        }
-        s.user_fail_24h = Some(p.read(Op::Count { key: fails.clone(), from: ts - DAY_MS, to: ts }));
-        if login_failed {
-            p.write(add(fails, ev.event_id.clone(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
-        }
-        let resets = key("u:pr", user);
-        s.user_resets_24h = Some(p.read(Op::Count { key: resets.clone(), from: ts - DAY_MS, to: ts }));
-        if ev.is(kind::PASSWORD_RESET) {
-            p.write(add(resets, ev.event_id.clone(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
-        }
+        let fails = p.counter(key("u:fl", user), ts, &[MINUTE_MS, HOUR_MS, DAY_MS], login_failed.then_some(id));
+        (s.user_fail_1m, s.user_fail_1h, s.user_fail_24h) = (Some(fails[0]), Some(fails[1]), Some(fails[2]));
+        let logins = p.counter(key("u:ls", user), ts, &[HOUR_MS, DAY_MS], login_ok.then_some(id));
+        (s.user_logins_1h, s.user_logins_24h) = (Some(logins[0]), Some(logins[1]));
+        s.user_payee_adds_24h =
+            Some(p.counter(key("u:pa", user), ts, &[DAY_MS], ev.is(kind::ADD_PAYEE).then_some(id))[0]);
+        s.user_resets_24h =
+            Some(p.counter(key("u:pr", user), ts, &[DAY_MS], ev.is(kind::PASSWORD_RESET).then_some(id))[0]);
         let transfers = key("u:tx", user);
         s.user_transfers = Some(p.read(Op::Range { key: transfers.clone(), from: ts - DAY_MS, to: ts }));
         if ev.is(kind::TRANSFER) {
