@@ -669,6 +669,73 @@ mod tests {
     }
 
     #[test]
+    fn a_device_used_by_many_users_and_a_payee_paid_by_many_show_fan_out_and_fan_in() {
+        let mut h = MemoryHistory::new();
+        let t0 = 1_700_000_000_000;
+        for u in 0..5 {
+            let mut l =
+                ev(&format!("l{u}"), t0 + u * 1000, &format!("s{u}"), Some(&format!("u{u}")), "login", "10.9.0.1");
+            l.device_id = Some("shared-dev".into());
+            replay_one(&mut h, &l);
+            let mut t = ev(
+                &format!("t{u}"),
+                t0 + u * 1000 + 500,
+                &format!("s{u}"),
+                Some(&format!("u{u}")),
+                "transfer",
+                "10.9.0.1",
+            );
+            t.payee_id = Some("mule".into());
+            t.amount = Some(100.0);
+            let f = replay_one(&mut h, &t);
+            assert_eq!(f.get(F::PayeeDistinctPayers24h), u as f64, "payers of the mule before this one");
+        }
+        let mut next = ev("n", t0 + 10_000, "s9", Some("u9"), "login", "10.9.0.1");
+        next.device_id = Some("shared-dev".into());
+        let f = replay_one(&mut h, &next);
+        assert_eq!((f.get(F::DeviceDistinctUsers24h), f.get(F::IpDistinctUsers24h)), (5.0, 5.0));
+        let day_later = ev("d", t0 + DAY_MS + 20_000, "s10", Some("u10"), "login", "10.9.0.1");
+        assert_eq!(replay_one(&mut h, &day_later).get(F::IpDistinctUsers24h), 0.0, "the 24 h window moved on");
+    }
+
+    #[test]
+    fn a_login_from_another_country_soon_after_the_last_is_impossible_travel() {
+        let mut h = MemoryHistory::new();
+        let t0 = 1_700_000_000_000;
+        let mut home = ev("a", t0, "s1", Some("u1"), "login", "10.0.0.1");
+        home.outcome = Some(crate::Outcome::Success);
+        replay_one(&mut h, &home);
+        let mut away = ev("b", t0 + 2 * HOUR_MS, "s2", Some("u1"), "login", "20.0.0.1");
+        away.outcome = Some(crate::Outcome::Success);
+        away.country = Some("TH".into());
+        let f = replay_one(&mut h, &away);
+        assert_eq!((f.get(F::LoginCountryChanged), f.get(F::ImpossibleTravel)), (1.0, 1.0));
+        assert!((f.get(F::HoursSinceLastLogin) - 2.0).abs() < 1e-9);
+        let mut back = ev("c", t0 + 30 * HOUR_MS, "s3", Some("u1"), "login", "10.0.0.1");
+        back.outcome = Some(crate::Outcome::Success);
+        let f = replay_one(&mut h, &back);
+        assert_eq!((f.get(F::LoginCountryChanged), f.get(F::ImpossibleTravel)), (1.0, 0.0), "a day later is travel");
+    }
+
+    #[test]
+    fn machine_cadence_has_a_low_gap_variation_and_human_browsing_a_high_one() {
+        let cv_after = |gaps_ms: &[i64]| {
+            let mut h = MemoryHistory::new();
+            let mut t = 1_700_000_000_000;
+            let mut last = FeatureVector(vec![]);
+            for (i, g) in gaps_ms.iter().enumerate() {
+                t += g;
+                last = replay_one(&mut h, &ev(&format!("e{i}"), t, "s1", Some("u1"), "page_view", "10.0.0.1"));
+            }
+            (last.get(F::SessionGapCv), last.get(F::SessionRatePerMin), last.get(F::SessionEventsBefore))
+        };
+        let (bot_cv, bot_rate, n) = cv_after(&[0, 1000, 1010, 990, 1000, 1005, 995]);
+        let (human_cv, _, _) = cv_after(&[0, 3000, 45_000, 8000, 120_000, 15_000, 2000]);
+        assert!(bot_cv < 0.05 && human_cv > 0.8, "bot {bot_cv}, human {human_cv}");
+        assert_eq!((bot_rate, n), (6.0, 6.0));
+    }
+
+    #[test]
     fn feature_vectors_round_trip_through_json_by_name() {
         let mut h = MemoryHistory::new();
         let f = replay_one(&mut h, &ev("a", 1_700_000_000_000, "s1", Some("u1"), "login", "1.2.3.4"));
