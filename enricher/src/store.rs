@@ -129,7 +129,9 @@ impl HistoryStore for RedisStore {
                 Op::FirstSeen { key, member, ts, ttl_s } => {
                     pipe.cmd("HGET").arg(key).arg(member);
                     pipe.cmd("HSETNX").arg(key).arg(member).arg(*ts).ignore();
-                    pipe.cmd("EXPIRE").arg(key).arg(*ttl_s).ignore();
+                    // Set when new, extend when longer, never shorten (Redis ≥ 7).
+                    pipe.cmd("EXPIRE").arg(key).arg(*ttl_s).arg("NX").ignore();
+                    pipe.cmd("EXPIRE").arg(key).arg(*ttl_s).arg("GT").ignore();
                 }
                 Op::Lookup { key, member } => {
                     pipe.cmd("HGET").arg(key).arg(member);

@@ -20,6 +20,8 @@ pub const DAY_MS: i64 = 86_400_000;
 const DAY_S: u64 = 86_400;
 /// How long per-user first-seen maps live without activity (wall clock, memory bound only).
 const USER_TTL_S: u64 = 180 * DAY_S;
+/// …and for a username only ever seen in failed attempts (stuffing invents millions of them).
+const UNPROVEN_USER_TTL_S: u64 = 2 * DAY_S;
 /// Bounds on per-key set sizes, so that an attacker hammering one IP cannot grow memory.
 const MAX_SESSION_EVENTS: usize = 256;
 const MAX_SET: usize = 10_000;
@@ -324,9 +326,12 @@ pub fn plan(ev: &ClickEvent) -> Plan {
     let mut s = Slots::default();
     if let Some(user) = ev.user_id.as_deref() {
         let seen = key("u:seen", user);
-        let first_seen = |p: &mut Planner, member: String| {
-            p.read(Op::FirstSeen { key: seen.clone(), member, ts, ttl_s: USER_TTL_S })
-        };
+        // Failed logins and resets do not prove the account exists; TTLs only ever grow, so
+        // this never shortens a real customer's history.
+        let unproven = (is_login && !login_ok) || ev.is(kind::PASSWORD_RESET);
+        let user_ttl = if unproven { UNPROVEN_USER_TTL_S } else { USER_TTL_S };
+        let first_seen =
+            |p: &mut Planner, member: String| p.read(Op::FirstSeen { key: seen.clone(), member, ts, ttl_s: user_ttl });
         s.user_known = Some(first_seen(&mut p, "*".into()));
         s.user_device = ev.device_id.as_ref().map(|d| first_seen(&mut p, format!("d:{d}")));
         s.user_ip = Some(first_seen(&mut p, format!("i:{ip}")));

@@ -20,7 +20,8 @@ pub enum Op {
     /// `keep_after`, keep only the newest `max_len`, and let the key expire after `ttl_s`
     /// of wall-clock inactivity (a memory bound only; windows are enforced by event time).
     Add { key: String, member: String, ts: i64, keep_after: i64, max_len: usize, ttl_s: u64 },
-    /// First-seen time of `member` in map `key`, recording `ts` if it was not seen.
+    /// First-seen time of `member` in map `key`, recording `ts` if it was not seen. The key's
+    /// wall-clock expiry is set to `ttl_s` if it has none, and otherwise only ever extended.
     FirstSeen { key: String, member: String, ts: i64, ttl_s: u64 },
     /// First-seen time of `member` in map `key`, without recording anything.
     Lookup { key: String, member: String },

@@ -59,3 +59,26 @@ async fn replaying_a_stream_through_redis_and_memory_gives_identical_features() 
     let distinct_users_seen = offline.iter().filter(|f| f.get(features::F::UserKnown) == 1.0).count();
     assert!(distinct_users_seen > events.len() / 2);
 }
+
+#[tokio::test]
+async fn failed_logins_for_unknown_users_expire_soon_and_never_shorten_a_customers_history() {
+    let stack = Stack::start();
+    let redis = RedisStore::connect(&stack.redis_url()).await.unwrap();
+    let login = |id: &str, user: &str, ok: bool| -> models::ClickEvent {
+        serde_json::from_value(serde_json::json!({"event_id": id, "ts": "2026-11-01T10:00:00Z", "session_id": id,
+            "user_id": user, "type": "login", "ip": "10.0.0.1", "outcome": if ok { "success" } else { "failure" }}))
+        .unwrap()
+    };
+    for e in [login("a", "real", true), login("b", "invented", false), login("c", "real", false)] {
+        redis.execute(&features::plan(&e).ops).await.unwrap();
+    }
+    let c = redis.connection();
+    let ttl = |key: String| {
+        let mut c = c.clone();
+        async move { redis::cmd("TTL").arg(key).query_async::<i64>(&mut c).await.unwrap() }
+    };
+    let real = ttl(models::history::key("u:seen", "real")).await;
+    let invented = ttl(models::history::key("u:seen", "invented")).await;
+    assert!(real > 170 * 86_400, "a failed attempt must not shorten a customer's history: {real}");
+    assert!(invented > 0 && invented <= 2 * 86_400, "an invented username expires soon: {invented}");
+}
