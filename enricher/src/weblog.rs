@@ -305,7 +305,10 @@ mod tests {
     use super::*;
 
     fn routes() -> Routes {
-        Routes::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/routes.toml")).unwrap()
+        Routes::load(
+            &Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test")).join("../config/routes.toml"),
+        )
+        .unwrap()
     }
 
     fn fmt() -> LogFormat {
@@ -381,7 +384,8 @@ mod tests {
 
     #[test]
     fn the_checked_in_access_log_parses_back_to_the_checked_in_events() {
-        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/sample");
+        let sample =
+            Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test")).join("../fixtures/sample");
         let logs = std::fs::read_to_string(sample.join("access.log")).unwrap();
         let events = std::fs::read_to_string(sample.join("events.jsonl")).unwrap();
         let (r, f) = (routes(), fmt());

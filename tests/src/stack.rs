@@ -14,8 +14,12 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
+/// The checkout under test. Read at run time, not with `env!`: cargo hashes workspace members
+/// relative to the workspace, so two checkouts sharing one `CARGO_TARGET_DIR` can share test
+/// binaries, and a compile-time path would point into the other checkout.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repo").to_path_buf()
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("tests run by cargo test");
+    PathBuf::from(dir).parent().expect("tests/ is inside the repo").to_path_buf()
 }
 
 impl Stack {

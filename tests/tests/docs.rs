@@ -41,6 +41,10 @@ fn every_exported_metric_is_in_the_readme_catalogue() {
         scorer::app::SHADOW_DISAGREEMENTS,
         scorer::app::LIFTS,
         scorer::app::LABELS_PUBLISHED,
+        trainer::metrics::RUNS,
+        trainer::metrics::RUN_SECONDS,
+        trainer::metrics::TEST_METRIC,
+        trainer::metrics::EVENTS_READ,
     ];
     let missing: Vec<_> = names.iter().filter(|n| !text.contains(&format!("| `{n}` |"))).collect();
     assert!(missing.is_empty(), "metrics missing from README: {missing:?}");

@@ -4,6 +4,9 @@ use trainer::run::{BackfillArgs, TrainArgs};
 #[derive(Parser)]
 #[command(name = "trainer", version, about = "Trains, evaluates and promotes fraud models from the lake")]
 struct Cli {
+    /// Address for /metrics, /healthz and /readyz while the command runs.
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:9103", global = true)]
+    http_addr: std::net::SocketAddr,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -20,26 +23,50 @@ enum Cmd {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     platform::init_tracing();
-    match cli.cmd {
-        Cmd::Train(args) => {
-            let args2 = args.clone();
-            let out = tokio::task::spawn_blocking(move || trainer::run::train(&args2)).await??;
-            println!(
-                "model {} ({}): AP {:.3}, ROC AUC {:.3}, recall@1%FPR {:.3}; promoted: {} ({})\nreport: {}",
-                out.version,
-                args.registry.display(),
-                out.test.average_precision,
-                out.test.roc_auc,
-                out.test.recall_at_1pct_fpr,
-                out.promoted,
-                out.why,
-                out.dir.join("report.md").display()
-            );
+    let shutdown = platform::shutdown::on_signals();
+    let registry = prometheus::Registry::new();
+    let metrics = trainer::metrics::TrainerMetrics::register(&registry)?;
+    let ready = platform::http::Readiness::default();
+    ready.set(true);
+    let (_, http) =
+        platform::http::serve(cli.http_addr, axum::Router::new(), registry, ready, shutdown.clone()).await?;
+    let job = async {
+        match cli.cmd {
+            Cmd::Train(args) => {
+                let started = std::time::Instant::now();
+                let args2 = args.clone();
+                let out = tokio::task::spawn_blocking(move || trainer::run::train(&args2)).await?;
+                metrics.record(&out, started.elapsed().as_secs_f64());
+                let out = out?;
+                println!(
+                    "model {} ({}): AP {:.3}, ROC AUC {:.3}, recall@1%FPR {:.3}; promoted: {} ({})\nreport: {}",
+                    out.version,
+                    args.registry.display(),
+                    out.test.average_precision,
+                    out.test.roc_auc,
+                    out.test.recall_at_1pct_fpr,
+                    out.promoted,
+                    out.why,
+                    out.dir.join("report.md").display()
+                );
+            }
+            Cmd::Backfill(args) => {
+                let n = trainer::run::backfill(&args).await?;
+                println!("replayed {n} lake events into Redis");
+            }
         }
-        Cmd::Backfill(args) => {
-            let n = trainer::run::backfill(&args).await?;
-            println!("replayed {n} lake events into Redis");
+        anyhow::Ok(())
+    };
+    let result = tokio::select! {
+        r = job => r,
+        _ = shutdown.cancelled() => {
+            // Exit now: dropping the runtime would wait for the training thread, which could then
+            // still promote. Promotion is one atomic rename, so the registry is consistent either way.
+            eprintln!("interrupted: the run stops here; the registry holds whatever was promoted before");
+            std::process::exit(130);
         }
-    }
-    Ok(())
+    };
+    shutdown.cancel();
+    let _ = http.await;
+    result
 }

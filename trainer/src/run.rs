@@ -31,6 +31,7 @@ pub struct TrainArgs {
 #[derive(Debug, Serialize)]
 pub struct Outcome {
     pub version: String,
+    pub events_read: usize,
     pub promoted: bool,
     pub why: String,
     pub test: Metrics,
@@ -120,7 +121,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<Outcome> {
         platform::registry::set_challenger(&args.registry, &version)?;
     }
     tracing::info!(%version, promoted = promote, %why, ap = test.average_precision, auc = test.roc_auc, "training run finished");
-    Ok(Outcome { version, promoted: promote, why, test, champion_test, dir })
+    Ok(Outcome { version, events_read: ds.events_read, promoted: promote, why, test, champion_test, dir })
 }
 
 fn report(version: &str, m: &Metrics, champion: Option<&Metrics>, why: &str, promoted: bool, events: usize) -> String {
