@@ -135,8 +135,10 @@ impl<S: HistoryStore> Processor for Enricher<S> {
                 }
             }
         }
-        let plans: Vec<_> = decoded.iter().map(|(_, ev)| features::plan(ev)).collect();
-        let ops: Vec<_> = plans.iter().flat_map(|p| p.ops.iter().cloned()).collect();
+        let mut plans: Vec<_> = decoded.iter().map(|(_, ev)| features::plan(ev)).collect();
+        // Move the ops into one batch (compute needs only each plan's slots and op count).
+        let lens: Vec<usize> = plans.iter().map(|p| p.ops.len()).collect();
+        let ops: Vec<_> = plans.iter_mut().flat_map(|p| std::mem::take(&mut p.ops)).collect();
         let started = Instant::now();
         let results = match self.store.execute(&ops).await {
             Ok(r) => r,
@@ -149,8 +151,7 @@ impl<S: HistoryStore> Processor for Enricher<S> {
         let lists = self.lists.get();
         let now = platform::now_ms();
         let mut offset = 0;
-        for ((i, ev), plan) in decoded.into_iter().zip(&plans) {
-            let n = plan.ops.len();
+        for (((i, ev), plan), n) in decoded.into_iter().zip(&plans).zip(lens) {
             let fv = features::compute(&ev, plan, &results[offset..offset + n]);
             offset += n;
             let list_hits = lists.hits(&ev, now);

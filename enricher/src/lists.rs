@@ -102,7 +102,7 @@ fn field(list: &str, kind: &str, value: &str) -> String {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub version: i64,
-    exact: HashMap<(String, String), HashMap<String, Entry>>,
+    exact: HashMap<(&'static str, &'static str), HashMap<String, Entry>>,
     cidrs: Vec<(Cidr, Entry)>,
     len: usize,
 }
@@ -117,7 +117,12 @@ impl Snapshot {
                     s.cidrs.push((c, e));
                 }
             } else {
-                s.exact.entry((e.list.clone(), e.kind.clone())).or_default().insert(e.value.clone(), e);
+                // Keys are the static names, so a lookup per event allocates nothing.
+                let list = LIST_NAMES.iter().find(|l| **l == e.list);
+                let kind = KINDS.iter().find(|k| **k == e.kind);
+                if let (Some(list), Some(kind)) = (list, kind) {
+                    s.exact.entry((*list, *kind)).or_default().insert(e.value.clone(), e);
+                }
             }
         }
         s
@@ -139,7 +144,7 @@ impl Snapshot {
         for list in LIST_NAMES {
             let mut check = |kind: &str, v: Option<&str>| {
                 let Some(v) = v else { return };
-                if let Some(e) = self.exact.get(&(list.to_string(), kind.to_string())).and_then(|m| m.get(v))
+                if let Some(e) = self.exact.get(&(list, kind)).and_then(|m| m.get(v))
                     && live(e)
                 {
                     out.push(ListHit {
@@ -266,7 +271,7 @@ pub async fn refresh_loop(
                 Ok(s) => {
                     known = s.version;
                     for list in LIST_NAMES {
-                        let n = s.exact.iter().filter(|((l, _), _)| l == list).map(|(_, m)| m.len()).sum::<usize>()
+                        let n = s.exact.iter().filter(|((l, _), _)| *l == list).map(|(_, m)| m.len()).sum::<usize>()
                             + s.cidrs.iter().filter(|(_, e)| e.list == list).count();
                         sizes.with_label_values(&[list]).set(n as i64);
                     }

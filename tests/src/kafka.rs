@@ -77,3 +77,12 @@ pub fn committed_vs_end(brokers: &str, group: &str, topic: &str) -> Vec<(i32, i6
         })
         .collect()
 }
+
+/// The `event_id`s of the JSON records among `records` (verdicts, alerts).
+pub fn event_ids(records: &[Record]) -> std::collections::HashSet<String> {
+    records
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.payload).ok())
+        .filter_map(|v| v["event_id"].as_str().map(str::to_string))
+        .collect()
+}

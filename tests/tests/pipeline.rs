@@ -111,12 +111,7 @@ async fn every_event_gets_one_valid_verdict_and_blacklisted_ips_are_blocked() {
     // Every event gets a verdict.
     let want: HashSet<String> = live.iter().map(|e| e.event_id.clone()).collect();
     let verdicts = consume_until(&stack.brokers(), "fraud.verdicts", Duration::from_secs(120), |rs| {
-        let ids: HashSet<String> = rs
-            .iter()
-            .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.payload).ok())
-            .filter_map(|v| v["event_id"].as_str().map(str::to_string))
-            .collect();
-        ids.len() >= want.len() + 200
+        e2e_tests::kafka::event_ids(rs).len() >= want.len() + 200
     })
     .await;
     let validator = schema("verdict.schema.json");

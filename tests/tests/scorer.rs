@@ -63,11 +63,7 @@ async fn send(stack: &Stack, events: &[ClickEvent]) {
 async fn verdicts_for(stack: &Stack, ids: &[&str]) -> HashMap<String, Vec<serde_json::Value>> {
     let want: HashSet<&str> = ids.iter().copied().collect();
     let records = consume_until(&stack.brokers(), "fraud.verdicts", Duration::from_secs(60), |rs| {
-        let seen: HashSet<String> = rs
-            .iter()
-            .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.payload).ok())
-            .filter_map(|v| v["event_id"].as_str().map(str::to_string))
-            .collect();
+        let seen = e2e_tests::kafka::event_ids(rs);
         want.iter().all(|id| seen.contains(*id))
     })
     .await;
