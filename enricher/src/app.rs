@@ -41,6 +41,10 @@ pub struct Config {
     pub max_event_bytes: usize,
 }
 
+const SERVICE: &str = "enricher";
+/// Every reason the enricher gives a dead letter (the `reason` label's values).
+pub const DLQ_REASONS: &[&str] =
+    &["oversize", "invalid_json", "schema_violation", "invalid_encoding", "invalid_log_line"];
 pub const LIST_HITS: &str = "fraud_list_hits_total";
 pub const LIST_ENTRIES: &str = "fraud_list_entries";
 pub const REDIS_SECONDS: &str = "fraud_redis_roundtrip_seconds";
@@ -71,11 +75,14 @@ impl EnricherMetrics {
         r.register(Box::new(m.list_entries.clone()))?;
         r.register(Box::new(m.redis_seconds.clone()))?;
         r.register(Box::new(m.redis_errors.clone()))?;
+        m.redis_errors.with_label_values(&["history"]);
+        m.redis_seconds.with_label_values(&["history"]);
         Ok(m)
     }
 }
 
 /// The enricher's work on a micro-batch: decode, one history round trip, features, list hits.
+#[derive(Clone)]
 pub struct Enricher<S> {
     pub store: S,
     pub lists: ListCache,
@@ -179,7 +186,7 @@ impl<S: HistoryStore> Processor for Enricher<S> {
 
 /// Connects to Redis and Kafka, starts the pipeline, the list refresher and the HTTP server.
 pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
-    let registry = Registry::new();
+    let registry = platform::metrics::service_registry(SERVICE);
     let metrics = EnricherMetrics::register(&registry)?;
     let redis_shown = platform::config::redact_url(&cfg.service.redis.redis_url);
     let store = RedisStore::connect(&cfg.service.redis.redis_url)
@@ -199,6 +206,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let log_routes = crate::weblog::Routes::load(&cfg.routes)?;
     let topics = [cfg.service.topics.clickstream_topic.as_str(), cfg.service.topics.weblogs_topic.as_str()];
     let pipeline = Pipeline::new(&cfg.service.kafka, &cfg.group_id, &topics, metrics.pipeline.clone())?;
+    metrics.pipeline.init_series(&topics, DLQ_REASONS);
     let mut enricher =
         Enricher::new(store, cache.clone(), cfg.service.topics.clone(), cfg.max_event_bytes, metrics.clone());
     enricher.weblog = (cfg.log_format.clone(), log_routes);

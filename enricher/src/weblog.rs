@@ -366,6 +366,7 @@ mod tests {
         for (line, reason) in cases {
             let e = parse_line(&line, &fmt(), &r, "x".into()).unwrap_err();
             assert_eq!(e.reason(), reason, "{:?}: {e}", String::from_utf8_lossy(&line));
+            assert!(crate::app::DLQ_REASONS.contains(&reason), "{reason} is not pre-declared as a metric label");
         }
     }
 

@@ -7,6 +7,7 @@
 //! - [`metrics`]: the metric names shared by all pipelines.
 //! - [`registry`]: the model registry layout on disk (versions, atomic `current` pointer).
 //! - [`shutdown`]: one cancellation token, cancelled by SIGINT/SIGTERM.
+//! - [`trainer_status`]: the trainer's run history as a registry file and the metrics that mirror it.
 
 pub mod auth;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod registry;
 pub mod shutdown;
+pub mod trainer_status;
 
 pub use pipeline::{InRecord, OutRecord, Processor};
 

@@ -1,6 +1,8 @@
 //! Metric names shared by every pipeline (one place, so dashboards and tests agree).
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 pub const EVENTS_CONSUMED: &str = "fraud_events_consumed_total";
 pub const EVENTS_PRODUCED: &str = "fraud_events_produced_total";
@@ -10,6 +12,14 @@ pub const BATCH_SIZE: &str = "fraud_batch_size";
 pub const PROCESS_RETRIES: &str = "fraud_process_retries_total";
 pub const COMMITS: &str = "fraud_offset_commits_total";
 pub const INFLIGHT_BATCH: &str = "fraud_inflight_batch_records";
+pub const CONSUMER_LAG: &str = "fraud_consumer_lag_records";
+
+/// A registry whose every metric carries `service="<name>"`, so dashboards and alert rules
+/// do not depend on how a user names their scrape jobs.
+pub fn service_registry(service: &str) -> Registry {
+    let labels = std::collections::HashMap::from([("service".to_string(), service.to_string())]);
+    Registry::new_custom(None, Some(labels)).expect("a constant, valid label")
+}
 
 /// Latency buckets from 100 µs to 10 s.
 pub fn latency_buckets() -> Vec<f64> {
@@ -26,6 +36,8 @@ pub struct PipelineMetrics {
     pub retries: IntCounter,
     pub commits: IntCounterVec,
     pub inflight: IntGauge,
+    /// Per input partition, from librdkafka's statistics (`statistics.interval.ms`).
+    pub consumer_lag: IntGaugeVec,
 }
 
 impl PipelineMetrics {
@@ -51,6 +63,10 @@ impl PipelineMetrics {
             retries: IntCounter::new(PROCESS_RETRIES, "Micro-batches retried after a dependency error")?,
             commits: IntCounterVec::new(Opts::new(COMMITS, "Offset commits, by result"), &["result"])?,
             inflight: IntGauge::new(INFLIGHT_BATCH, "Records in the micro-batch being processed")?,
+            consumer_lag: IntGaugeVec::new(
+                Opts::new(CONSUMER_LAG, "Records between the partition's end and the group's committed offset"),
+                &["topic", "partition"],
+            )?,
         };
         registry.register(Box::new(m.consumed.clone()))?;
         registry.register(Box::new(m.produced.clone()))?;
@@ -60,7 +76,26 @@ impl PipelineMetrics {
         registry.register(Box::new(m.retries.clone()))?;
         registry.register(Box::new(m.commits.clone()))?;
         registry.register(Box::new(m.inflight.clone()))?;
+        registry.register(Box::new(m.consumer_lag.clone()))?;
         Ok(m)
+    }
+
+    /// Creates the series an alert or a dashboard rates over before the first event of that
+    /// kind, so that `rate()` reads 0 rather than nothing (Prometheus's advice for counters
+    /// with known label values).
+    pub fn init_series(&self, topics: &[&str], dlq_reasons: &[&str]) {
+        for t in topics {
+            self.consumed.with_label_values(&[t]);
+        }
+        for r in dlq_reasons {
+            self.dlq.with_label_values(&[r]);
+        }
+        for r in ["ok", "error"] {
+            self.commits.with_label_values(&[r]);
+        }
+        for s in ["process", "produce"] {
+            self.batch_seconds.with_label_values(&[s]);
+        }
     }
 
     /// Metrics for a one-off producer (a tool, a test) that nobody scrapes.

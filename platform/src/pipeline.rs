@@ -10,10 +10,12 @@ use crate::config::KafkaArgs;
 use crate::http::Readiness;
 use crate::metrics::PipelineMetrics;
 use anyhow::Context;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -74,19 +76,43 @@ pub trait Processor: Send {
     fn process(&mut self, batch: &[InRecord]) -> impl Future<Output = anyhow::Result<Vec<OutRecord>>> + Send;
 }
 
+/// Turns librdkafka's periodic statistics into the consumer-lag gauge.
+pub struct LagContext {
+    lag: prometheus::IntGaugeVec,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        // Partitions this instance no longer owns (a rebalance) must not keep a stale lag.
+        self.lag.reset();
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // -1 is librdkafka's internal "unassigned" partition; a negative lag is unknown.
+                if *partition < 0 || p.consumer_lag < 0 {
+                    continue;
+                }
+                self.lag.with_label_values(&[topic, &partition.to_string()]).set(p.consumer_lag);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
 pub struct Pipeline {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<LagContext>,
     producer: FutureProducer,
     metrics: PipelineMetrics,
     batch_max: usize,
     linger: Duration,
+    lanes: usize,
 }
 
 impl Pipeline {
     pub fn new(kafka: &KafkaArgs, group_id: &str, topics: &[&str], metrics: PipelineMetrics) -> anyhow::Result<Self> {
-        let consumer: StreamConsumer = kafka
+        let consumer: StreamConsumer<LagContext> = kafka
             .consumer_config(group_id)?
-            .create()
+            .create_with_context(LagContext { lag: metrics.consumer_lag.clone() })
             .context("creating the Kafka consumer (check --brokers / KAFKA_BROKERS)")?;
         consumer.subscribe(topics).with_context(|| format!("subscribing to {topics:?}"))?;
         let producer: FutureProducer = kafka.producer_config()?.create().context("creating the Kafka producer")?;
@@ -96,6 +122,7 @@ impl Pipeline {
             metrics,
             batch_max: kafka.batch_max.max(1),
             linger: Duration::from_millis(kafka.batch_linger_ms),
+            lanes: kafka.lanes.max(1),
         })
     }
 
@@ -105,12 +132,13 @@ impl Pipeline {
 
     /// Runs until `shutdown`; returns an error (so the process exits non-zero) if output cannot
     /// be delivered. Offsets are committed only for batches whose output was acknowledged.
-    pub async fn run<P: Processor>(
+    pub async fn run<P: Processor + Clone + 'static>(
         self,
-        mut processor: P,
+        processor: P,
         ready: Readiness,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
+        let mut lanes: Vec<Option<P>> = (0..self.lanes).map(|_| Some(processor.clone())).collect();
         ready.set(true);
         let mut committed: BTreeMap<(String, i32), i64> = BTreeMap::new();
         let result = loop {
@@ -127,7 +155,7 @@ impl Pipeline {
                 self.metrics.consumed.with_label_values(&[&r.topic]).inc();
             }
             let started = Instant::now();
-            let Some(out) = self.process_with_retry(&mut processor, &batch, &shutdown).await else {
+            let Some(out) = self.process_in_lanes(&mut lanes, &batch, &shutdown).await else {
                 // Shut down while a dependency was failing: leave the batch uncommitted.
                 break Ok(());
             };
@@ -176,31 +204,56 @@ impl Pipeline {
         batch
     }
 
-    async fn process_with_retry<P: Processor>(
+    /// Splits `batch` by input partition into lanes and processes them concurrently, each
+    /// lane retried on its own until it succeeds. The output is the lanes' outputs in lane
+    /// order; within a lane, in input order (so per partition, in offset order). `None` when
+    /// shut down while a dependency was failing.
+    async fn process_in_lanes<P: Processor + 'static>(
         &self,
-        processor: &mut P,
+        lanes: &mut [Option<P>],
         batch: &[InRecord],
         shutdown: &CancellationToken,
     ) -> Option<Vec<OutRecord>> {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match processor.process(batch).await {
-                Ok(out) => return Some(out),
-                Err(e) => {
-                    self.metrics.retries.inc();
-                    tracing::warn!(
-                        error = format!("{e:#}"),
-                        retry_in_ms = backoff.as_millis() as u64,
-                        "processing failed; retrying the batch"
-                    );
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return None,
-                        _ = tokio::time::sleep(backoff) => {},
+        let n = lanes.len();
+        let mut groups: Vec<Vec<InRecord>> = vec![Vec::new(); n];
+        for r in batch {
+            groups[r.partition.unsigned_abs() as usize % n].push(r.clone());
+        }
+        let busy: Vec<usize> = (0..n).filter(|i| !groups[*i].is_empty()).collect();
+        if let [only] = busy[..] {
+            // One lane: no task, no hand-over.
+            let p = lanes[only].as_mut().expect("processors are returned after every batch");
+            return process_with_retry(p, &groups[only], &self.metrics, shutdown).await;
+        }
+        let mut tasks = Vec::with_capacity(busy.len());
+        for i in busy {
+            let mut p = lanes[i].take().expect("processors are returned after every batch");
+            let group = std::mem::take(&mut groups[i]);
+            let (metrics, token) = (self.metrics.clone(), shutdown.clone());
+            tasks.push((
+                i,
+                tokio::spawn(async move {
+                    let out = process_with_retry(&mut p, &group, &metrics, &token).await;
+                    (p, out)
+                }),
+            ));
+        }
+        let mut out = Vec::with_capacity(batch.len());
+        let mut complete = true;
+        for (i, task) in tasks {
+            match task.await {
+                Ok((p, lane_out)) => {
+                    lanes[i] = Some(p);
+                    match lane_out {
+                        Some(o) => out.extend(o),
+                        None => complete = false,
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
+                // A panicking processor is a bug: take the service down rather than skip input.
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
             }
         }
+        complete.then_some(out)
     }
 
     /// Enqueues every record in order (waiting while librdkafka's queue is full), then waits
@@ -222,6 +275,35 @@ impl Pipeline {
                 // After a rebalance the new owner re-processes: duplicates, never loss.
                 self.metrics.commits.with_label_values(&["error"]).inc();
                 tracing::warn!(error = %e, "offset commit failed");
+            }
+        }
+    }
+}
+
+/// Processes `batch`, retrying with backoff while the processor reports a dependency error.
+/// `None` when shut down first.
+async fn process_with_retry<P: Processor>(
+    processor: &mut P,
+    batch: &[InRecord],
+    metrics: &PipelineMetrics,
+    shutdown: &CancellationToken,
+) -> Option<Vec<OutRecord>> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match processor.process(batch).await {
+            Ok(out) => return Some(out),
+            Err(e) => {
+                metrics.retries.inc();
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "processing failed; retrying the batch"
+                );
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(backoff) => {},
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }

@@ -17,7 +17,7 @@ use platform::http::Readiness;
 use platform::metrics::{PipelineMetrics, latency_buckets};
 use platform::pipeline::Pipeline;
 use platform::{InRecord, OutRecord, Processor, Running};
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 use rdkafka::producer::FutureProducer;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -47,6 +47,9 @@ pub struct Config {
     pub reload_interval_ms: u64,
 }
 
+const SERVICE: &str = "scorer";
+/// Every reason the scorer gives a dead letter (the `reason` label's values).
+pub const DLQ_REASONS: &[&str] = &["feature_schema_mismatch", "invalid_enriched"];
 pub const VERDICTS: &str = "fraud_verdicts_total";
 pub const ALERTS: &str = "fraud_alerts_total";
 pub const SCORE: &str = "fraud_score";
@@ -58,6 +61,8 @@ pub const SHADOW_SCORE: &str = "fraud_shadow_score";
 pub const SHADOW_DISAGREEMENTS: &str = "fraud_shadow_disagreements_total";
 pub const LIFTS: &str = "fraud_session_lifts_total";
 pub const LABELS_PUBLISHED: &str = "fraud_labels_published_total";
+pub const MODEL_CREATED: &str = "fraud_model_created_timestamp_seconds";
+pub const SESSIONS_ACTIVE: &str = "fraud_sessions_with_action";
 
 #[derive(Clone)]
 pub struct ScorerMetrics {
@@ -73,6 +78,9 @@ pub struct ScorerMetrics {
     pub shadow_disagreements: IntCounterVec,
     pub lifts: IntCounter,
     pub labels: IntCounter,
+    pub model_created: Gauge,
+    pub sessions_active: IntGaugeVec,
+    pub trainer: platform::trainer_status::TrainerMetrics,
 }
 
 impl ScorerMetrics {
@@ -108,6 +116,12 @@ impl ScorerMetrics {
             )?,
             lifts: IntCounter::new(LIFTS, "Sessions lifted by an operator")?,
             labels: IntCounter::new(LABELS_PUBLISHED, "Labels accepted by POST /v1/labels and acknowledged")?,
+            model_created: Gauge::new(MODEL_CREATED, "When the champion model was trained (Unix time)")?,
+            sessions_active: IntGaugeVec::new(
+                Opts::new(SESSIONS_ACTIVE, "Sessions whose current action is not allow (all instances, from Redis)"),
+                &["action"],
+            )?,
+            trainer: platform::trainer_status::TrainerMetrics::register(r)?,
         };
         r.register(Box::new(m.verdicts.clone()))?;
         r.register(Box::new(m.alerts.clone()))?;
@@ -120,11 +134,31 @@ impl ScorerMetrics {
         r.register(Box::new(m.shadow_disagreements.clone()))?;
         r.register(Box::new(m.lifts.clone()))?;
         r.register(Box::new(m.labels.clone()))?;
+        r.register(Box::new(m.model_created.clone()))?;
+        r.register(Box::new(m.sessions_active.clone()))?;
+        for a in Action::ALL {
+            m.verdicts.with_label_values(&[a.as_str()]);
+            for b in Action::ALL.into_iter().filter(|b| *b != a) {
+                m.shadow_disagreements.with_label_values(&[a.as_str(), b.as_str()]);
+            }
+        }
         Ok(m)
     }
 }
 
+impl ScorerMetrics {
+    /// Names the champion in `fraud_model_info` and stamps its training time (for model age).
+    pub fn set_champion(&self, model: &models::ModelArtifact) {
+        self.model_info.reset();
+        self.model_info.with_label_values(&[&model.version, &model.feature_schema]).set(1);
+        if let Some(ms) = models::parse_ts(&model.created_at) {
+            self.model_created.set(ms as f64 / 1000.0);
+        }
+    }
+}
+
 /// The scorer's work on a micro-batch.
+#[derive(Clone)]
 pub struct Scorer {
     pub model: ModelSlot,
     /// A challenger scored beside the champion; its score is reported, never acted on.
@@ -375,12 +409,12 @@ async fn post_label(
 /// Loads the policy and champion model, connects, and starts the pipeline, the watchers and
 /// the HTTP server.
 pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
-    let registry = Registry::new();
+    let registry = platform::metrics::service_registry(SERVICE);
     let metrics = ScorerMetrics::register(&registry)?;
     let policy = Policy::load(&cfg.policy)?;
     let model = platform::registry::load_current(&cfg.registry)?;
     policy.thresholds(&model).with_context(|| format!("policy {} cannot use the champion", cfg.policy.display()))?;
-    metrics.model_info.with_label_values(&[&model.version, &model.feature_schema]).set(1);
+    metrics.set_champion(&model);
     tracing::info!(version = %model.version, schema = %model.feature_schema, "champion model loaded");
     let champion = ModelSlot::new(model);
     let shadow = ModelSlot::default();
@@ -391,6 +425,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         .await
         .with_context(|| format!("connecting to Redis at {redis_shown} (set --redis-url / REDIS_URL)"))?;
     let sessions = SessionStore::new(conn);
+    let sessions_for_count = sessions.clone();
     let ready = Readiness::default();
     let producer: FutureProducer =
         cfg.service.kafka.producer_config()?.create().context("creating the label producer")?;
@@ -416,6 +451,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         &[&cfg.service.topics.enriched_topic],
         metrics.pipeline.clone(),
     )?;
+    metrics.pipeline.init_series(&[&cfg.service.topics.enriched_topic], DLQ_REASONS);
     let policy = Arc::new(RwLock::new(Arc::new(policy)));
     let scorer = Scorer {
         model: champion.clone(),
@@ -429,17 +465,16 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let every = Duration::from_millis(cfg.reload_interval_ms.max(50));
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(async move { http.await? });
-    let info = metrics.model_info.clone();
+    let m = metrics.clone();
     let p = policy.clone();
     tasks.spawn(registry::watch(
         cfg.registry.clone(),
         Pointer::Champion,
         champion.clone(),
-        move |m| {
+        move |model| {
             let policy = p.read().unwrap_or_else(|e| e.into_inner()).clone();
-            policy.thresholds(m)?;
-            info.reset();
-            info.with_label_values(&[&m.version, &m.feature_schema]).set(1);
+            policy.thresholds(model)?;
+            m.set_champion(model);
             Ok(())
         },
         metrics.reload_errors.clone(),
@@ -456,11 +491,38 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         every,
         shutdown.clone(),
     ));
+    tasks.spawn(platform::trainer_status::watch(
+        cfg.registry.clone(),
+        metrics.trainer.clone(),
+        every.max(Duration::from_secs(1)),
+        shutdown.clone(),
+    ));
+    tasks.spawn(count_sessions(sessions_for_count, metrics.sessions_active.clone(), shutdown.clone()));
     tasks.spawn(watch_policy(cfg.policy.clone(), policy, champion, every, shutdown.clone()));
     let token = shutdown.clone();
     tasks.spawn(async move { pipeline.run(scorer, ready, token).await });
     tracing::info!(%http_addr, brokers = %cfg.service.kafka.brokers, redis = %redis_shown, "scorer started");
     Ok(platform::supervise(http_addr, shutdown, tasks))
+}
+
+/// Refreshes the count of sessions with an action other than allow every few seconds. Redis
+/// errors are logged and retried (the gauge keeps its last value; the pipeline has its own
+/// dependency handling).
+async fn count_sessions(sessions: SessionStore, gauge: IntGaugeVec, shutdown: CancellationToken) -> anyhow::Result<()> {
+    loop {
+        match sessions.count_active(platform::now_ms()).await {
+            Ok(counts) => {
+                for (action, n) in counts {
+                    gauge.with_label_values(&[action.as_str()]).set(n as i64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot count active sessions"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {},
+        }
+    }
 }
 
 /// Reloads the policy when its file changes; an invalid edit is refused and logged.

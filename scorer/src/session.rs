@@ -41,6 +41,13 @@ fn recent_key(session_id: &str) -> String {
 pub const RECENT_EVENTS: isize = 20;
 const LIFT_AUDIT: &str = "fd:sess:lift:audit";
 
+/// Per action other than allow, a sorted set of session ids scored by expiry: counting the
+/// sessions a website is currently restricting costs one `ZCARD`, and entries leave on their
+/// own (pruned by expiry at every count), so the sets stay as small as the active sessions.
+fn active_key(action: Action) -> String {
+    format!("fd:sess:active:{}", action.as_str())
+}
+
 /// How long a session's state is kept after its last update (memory bound).
 const KEEP_MS: i64 = 24 * 3_600_000;
 
@@ -84,6 +91,13 @@ impl SessionStore {
         for (id, s) in states {
             let keep = s.expires_at_ms.map(|t| (t - now_ms).max(0) + KEEP_MS).unwrap_or(KEEP_MS);
             pipe.cmd("SET").arg(key(id)).arg(serde_json::to_string(s).unwrap_or_default()).arg("PX").arg(keep).ignore();
+            if let (true, Some(exp)) = (s.action > Action::Allow, s.expires_at_ms) {
+                // An escalated session leaves the lower action's set.
+                for a in Action::ALL.into_iter().filter(|a| *a > Action::Allow && *a != s.action) {
+                    pipe.cmd("ZREM").arg(active_key(a)).arg(id).ignore();
+                }
+                pipe.cmd("ZADD").arg(active_key(s.action)).arg(exp).arg(id).ignore();
+            }
         }
         for (id, event) in recent {
             let k = recent_key(id);
@@ -135,6 +149,18 @@ impl SessionStore {
             .arg("PX")
             .arg(KEEP_MS)
             .ignore()
+            .cmd("ZREM")
+            .arg(active_key(Action::Challenge))
+            .arg(id)
+            .ignore()
+            .cmd("ZREM")
+            .arg(active_key(Action::Restrict))
+            .arg(id)
+            .ignore()
+            .cmd("ZREM")
+            .arg(active_key(Action::Block))
+            .arg(id)
+            .ignore()
             .cmd("LPUSH")
             .arg(LIFT_AUDIT)
             .arg(audit.to_string())
@@ -147,6 +173,19 @@ impl SessionStore {
             .query_async::<()>(&mut c)
             .await?;
         Ok(state)
+    }
+
+    /// How many sessions currently have each action other than allow (expired ones pruned).
+    pub async fn count_active(&self, now_ms: i64) -> redis::RedisResult<Vec<(Action, u64)>> {
+        let actions: Vec<Action> = Action::ALL.into_iter().filter(|a| *a > Action::Allow).collect();
+        let mut pipe = redis::pipe();
+        for a in &actions {
+            pipe.cmd("ZREMRANGEBYSCORE").arg(active_key(*a)).arg("-inf").arg(now_ms).ignore();
+            pipe.cmd("ZCARD").arg(active_key(*a));
+        }
+        let mut c = self.conn.clone();
+        let counts: Vec<u64> = pipe.query_async(&mut c).await?;
+        Ok(actions.into_iter().zip(counts).collect())
     }
 
     pub async fn get(&self, id: &str) -> redis::RedisResult<Option<SessionState>> {

@@ -27,12 +27,45 @@ pub async fn request(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("bad response: {text}"))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    // Chunked bodies: keep it simple and strip the chunk-size lines.
-    let body = if text.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        body.lines().enumerate().filter(|(i, _)| i % 2 == 1).map(|(_, l)| l).collect::<Vec<_>>().join("")
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body).ok_or_else(|| anyhow::anyhow!("bad chunked body: {body}"))?
     } else {
-        body
+        body.to_string()
     };
     Ok((status, body))
+}
+
+/// Decodes a chunked transfer-encoded body (sizes in hex, each chunk followed by CRLF).
+fn dechunk(mut rest: &str) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.push_str(after.get(..size)?);
+        rest = after.get(size..)?.strip_prefix("\r\n")?;
+    }
+}
+
+/// Percent-encodes a query-string value.
+pub fn encode_query(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chunked_bodies_are_decoded_whatever_they_contain() {
+        assert_eq!(super::dechunk("5\r\nhello\r\n8\r\n, w\r\nrld\r\n0\r\n\r\n").as_deref(), Some("hello, w\r\nrld"));
+        assert_eq!(super::dechunk("zz\r\n"), None);
+        assert_eq!(super::encode_query("a b{c=\"d\"}"), "a%20b%7Bc%3D%22d%22%7D");
+    }
 }

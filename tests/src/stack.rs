@@ -38,6 +38,8 @@ impl Stack {
             .env("STACK_DIR", self.dir.path())
             .env("KAFKA_PORT", self.kafka_port.to_string())
             .env("REDIS_PORT", self.redis_port.to_string())
+            // Tests that want Prometheus start their own, scraping their in-process services.
+            .env("PROMETHEUS", "off")
             .status()
             .expect("running scripts/stack")
     }

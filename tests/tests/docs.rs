@@ -41,10 +41,15 @@ fn every_exported_metric_is_in_the_readme_catalogue() {
         scorer::app::SHADOW_DISAGREEMENTS,
         scorer::app::LIFTS,
         scorer::app::LABELS_PUBLISHED,
-        trainer::metrics::RUNS,
-        trainer::metrics::RUN_SECONDS,
-        trainer::metrics::TEST_METRIC,
-        trainer::metrics::EVENTS_READ,
+        scorer::app::MODEL_CREATED,
+        scorer::app::SESSIONS_ACTIVE,
+        platform::metrics::CONSUMER_LAG,
+        platform::trainer_status::RUNS,
+        platform::trainer_status::LAST_RUN_TIMESTAMP,
+        platform::trainer_status::LAST_RUN_SECONDS,
+        platform::trainer_status::LAST_RUN_OUTCOME,
+        platform::trainer_status::TEST_METRIC,
+        platform::trainer_status::EVENTS_READ,
     ];
     let missing: Vec<_> = names.iter().filter(|n| !text.contains(&format!("| `{n}` |"))).collect();
     assert!(missing.is_empty(), "metrics missing from README: {missing:?}");

@@ -15,7 +15,7 @@ const IP: &str = "203.0.113.9";
 async fn blacklist_size(addr: std::net::SocketAddr) -> Option<i64> {
     let (_, text) = request(addr, "GET", "/metrics", None, None).await.ok()?;
     text.lines()
-        .find(|l| l.starts_with("fraud_list_entries{list=\"blacklist\"}"))?
+        .find(|l| l.starts_with("fraud_list_entries{") && l.contains("list=\"blacklist\""))?
         .split_whitespace()
         .last()?
         .parse()

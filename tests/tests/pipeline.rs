@@ -1,10 +1,9 @@
 //! The walking skeleton end to end: simulated traffic → enricher → scorer → verdicts, on a real
 //! tansu broker and a real redis-server, with a model trained from a real Parquet lake.
 
-use clap::Parser;
 use e2e_tests::kafka::{committed_vs_end, consume_until};
+use e2e_tests::setup::{blacklist_ip, live_traffic, start_services, train_bank};
 use e2e_tests::stack::{Stack, repo_root};
-use fixtures::sim::{SimConfig, World};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -23,42 +22,11 @@ fn schema(name: &str) -> jsonschema::Validator {
 async fn every_event_gets_one_valid_verdict_and_blacklisted_ips_are_blocked() {
     let stack = Stack::start();
     let work = tempfile::tempdir().unwrap();
-    let (lake, registry) = (work.path().join("lake"), work.path().join("registry"));
-
-    // History and a model trained from it.
-    let world = World::new(SimConfig {
-        seed: 11,
-        customers: 400,
-        rate_ato: 0.01,
-        rate_bot: 0.01,
-        rate_hijack: 0.005,
-        rate_scam: 0.005,
-        ..SimConfig::default()
-    });
-    fixtures::write_lake(&world, &lake, platform::now_ms(), 10).unwrap();
-    let trained = trainer::run::train(&trainer::run::TrainArgs {
-        lake: lake.clone(),
-        registry: registry.clone(),
-        label_delay_days: 2.0,
-        min_improvement: 0.0,
-        alpha: 1.0,
-    })
-    .unwrap();
-    assert!(trained.promoted, "the first model is promoted");
-
-    // Services, in-process, on port 0, with their own shutdown trigger.
+    // History, a model trained from it, and the services in-process on port 0.
+    let trained = train_bank(work.path(), 11);
+    let (world, trained) = (trained.world, trained.outcome);
     let shutdown = CancellationToken::new();
-    let common = |name: &str| stack.service_args(name, TOKEN);
-    let enricher =
-        enricher::start(enricher::Config::try_parse_from(common("enricher")).unwrap(), shutdown.clone()).await.unwrap();
-    let mut scorer_args = common("scorer");
-    scorer_args.extend([
-        "--registry".into(),
-        registry.display().to_string(),
-        "--policy".into(),
-        repo_root().join("config/policy.toml").display().to_string(),
-    ]);
-    let scorer = scorer::start(scorer::Config::try_parse_from(scorer_args).unwrap(), shutdown.clone()).await.unwrap();
+    let (enricher, scorer) = start_services(&stack, &work.path().join("registry"), TOKEN, &[], &shutdown).await;
 
     // Blacklist an IP through the authenticated API (and check that the API wants the token).
     let body = format!(r#"{{"value":"{BLOCKED_IP}","reason":"known proxy"}}"#);
@@ -66,20 +34,10 @@ async fn every_event_gets_one_valid_verdict_and_blacklisted_ips_are_blocked() {
         .await
         .unwrap();
     assert_eq!(status, 401);
-    let (status, text) =
-        e2e_tests::http::request(enricher.http_addr, "POST", "/v1/lists/blacklist/ip", Some(TOKEN), Some(&body))
-            .await
-            .unwrap();
-    assert_eq!(status, 200, "{text}");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    blacklist_ip(&enricher, TOKEN, BLOCKED_IP).await;
 
     // Live traffic: a few thousand events, one session moved onto the blacklisted IP.
-    let now = platform::now_ms();
-    let mut live = world.simulate(now, now + 600_000, Some(400)).events;
-    let victim = live[live.len() / 2].session_id.clone();
-    for e in live.iter_mut().filter(|e| e.session_id == victim) {
-        e.ip = BLOCKED_IP.parse().unwrap();
-    }
+    let (live, victim) = live_traffic(&world, BLOCKED_IP, 0.5);
     assert!(live.len() > 2000, "{} events", live.len());
     let mut records = fixtures::encode(&live);
     // Bad input in the middle of good input.
@@ -131,6 +89,27 @@ async fn every_event_gets_one_valid_verdict_and_blacklisted_ips_are_blocked() {
         }
         assert_eq!(v["model_version"], trained.version.as_str());
     }
+    // Per-partition order holds through both services (and the enricher's partition lanes):
+    // each session's verdicts come in the order its events were sent.
+    let mut sent: HashMap<&str, Vec<&str>> = HashMap::new();
+    for e in &live {
+        sent.entry(e.session_id.as_str()).or_default().push(e.event_id.as_str());
+    }
+    let mut decided: HashMap<String, Vec<String>> = HashMap::new();
+    for r in &verdicts {
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        let (session, id) = (v["session_id"].as_str().unwrap(), v["event_id"].as_str().unwrap());
+        if sent.contains_key(session) {
+            decided.entry(session.to_string()).or_default().push(id.to_string());
+        }
+    }
+    for (session, ids) in &sent {
+        assert_eq!(
+            decided.get(*session).map(|d| d.iter().map(String::as_str).collect::<Vec<_>>()).as_ref(),
+            Some(ids),
+            "order of session {session}"
+        );
+    }
     let from_logs = seen.keys().filter(|id| id.starts_with("wl-")).count();
     assert_eq!(from_logs, 200, "every good access-log line gets one verdict");
     seen.retain(|id, _| !id.starts_with("wl-"));
@@ -181,7 +160,8 @@ async fn every_event_gets_one_valid_verdict_and_blacklisted_ips_are_blocked() {
     // Metrics are served.
     let (status, text) = e2e_tests::http::request(scorer.http_addr, "GET", "/metrics", None, None).await.unwrap();
     assert_eq!(status, 200);
-    assert!(text.contains("fraud_verdicts_total{action=\"block\"}"), "{text}");
+    let blocks = text.lines().find(|l| l.starts_with("fraud_verdicts_total{") && l.contains("action=\"block\""));
+    assert!(blocks.is_some_and(|l| l.contains("service=\"scorer\"")), "{text}");
 
     shutdown.cancel();
     enricher.wait().await.unwrap();

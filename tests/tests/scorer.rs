@@ -158,11 +158,22 @@ async fn the_scorer_applies_policy_session_state_reloads_shadows_and_publishes_l
     assert!(first("f1")["reasons"].as_array().unwrap().iter().any(|r| r["code"] == "failed_login"));
     assert_eq!(first("b1")["shadow_model_version"], challenger.version.as_str(), "the challenger is shadowed");
     assert!(first("b1")["shadow_score"].is_number());
+    // The sessions-with-an-action gauge counts them (in Redis, across instances).
+    let conn = redis::aio::ConnectionManager::new(redis::Client::open(stack.redis_url()).unwrap()).await.unwrap();
+    let sessions = scorer::session::SessionStore::new(conn);
+    let active = |counts: Vec<(models::Action, u64)>, a: models::Action| {
+        counts.into_iter().find(|(x, _)| *x == a).map(|(_, n)| n).unwrap()
+    };
+    let counts = sessions.count_active(platform::now_ms()).await.unwrap();
+    assert_eq!(active(counts.clone(), models::Action::Block), 1, "{counts:?}");
+    assert_eq!(active(counts.clone(), models::Action::Challenge), 1, "{counts:?}");
 
     // Expiry: the challenge lasts two seconds.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (_, text) = request(scorer.http_addr, "GET", "/v1/sessions/s-fail", None, None).await.unwrap();
     assert!(text.contains("\"action\":\"allow\""), "expired: {text}");
+    let counts = sessions.count_active(platform::now_ms()).await.unwrap();
+    assert_eq!(active(counts.clone(), models::Action::Challenge), 0, "an expired challenge is not counted: {counts:?}");
 
     // Operator lift: needs the token; afterwards the session is allowed until it escalates again.
     let (status, _) = request(scorer.http_addr, "POST", "/v1/sessions/s-block/lift", None, Some("{}")).await.unwrap();
@@ -179,6 +190,8 @@ async fn the_scorer_applies_policy_session_state_reloads_shadows_and_publishes_l
     assert_eq!(status, 200, "{text}");
     let (_, text) = request(scorer.http_addr, "GET", "/v1/sessions/s-block", None, None).await.unwrap();
     assert!(text.contains("\"action\":\"allow\""), "{text}");
+    let counts = sessions.count_active(platform::now_ms()).await.unwrap();
+    assert_eq!(active(counts.clone(), models::Action::Block), 0, "a lifted session is not counted: {counts:?}");
     send(&stack, &[event("b3", "s-block", "u-1", "page_view", "192.0.2.1", false)]).await;
     let v3 = verdicts_for(&stack, &["b3"]).await;
     assert_eq!(v3["b3"][0]["action"], "allow", "lifted");

@@ -4,11 +4,9 @@
 //!   known at the training cut-off (point in time), with a time-based split.
 //! - [`train`]: logistic regression (linfa) on standardized features, Platt calibration.
 //! - [`eval`]: session-level metrics (average precision, ROC AUC, recall at low alert rates).
-//! - [`metrics`]: the run's metrics, served on `/metrics` while a command runs.
 //! - [`run`]: the `train` command end to end, including champion/challenger promotion.
 
 pub mod dataset;
 pub mod eval;
-pub mod metrics;
 pub mod run;
 pub mod train;

@@ -24,8 +24,8 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     platform::init_tracing();
     let shutdown = platform::shutdown::on_signals();
-    let registry = prometheus::Registry::new();
-    let metrics = trainer::metrics::TrainerMetrics::register(&registry)?;
+    let registry = platform::metrics::service_registry("trainer");
+    let metrics = platform::trainer_status::TrainerMetrics::register(&registry)?;
     let ready = platform::http::Readiness::default();
     ready.set(true);
     let (_, http) =
@@ -33,10 +33,9 @@ async fn main() -> anyhow::Result<()> {
     let job = async {
         match cli.cmd {
             Cmd::Train(args) => {
-                let started = std::time::Instant::now();
                 let args2 = args.clone();
                 let out = tokio::task::spawn_blocking(move || trainer::run::train(&args2)).await?;
-                metrics.record(&out, started.elapsed().as_secs_f64());
+                metrics.set(&platform::trainer_status::read(&args.registry).unwrap_or_default());
                 let out = out?;
                 println!(
                     "model {} ({}): AP {:.3}, ROC AUC {:.3}, recall@1%FPR {:.3}; promoted: {} ({})\nreport: {}",

@@ -54,7 +54,41 @@ fn new_version(registry: &Path) -> String {
     v
 }
 
+/// Trains once and records the run (whatever its outcome) in the registry's trainer status,
+/// which the scorer exports as metrics.
 pub fn train(args: &TrainArgs) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let result = train_once(args);
+    let (outcome, version, events_read, test_metrics, why) = match &result {
+        Ok(o) => {
+            let metrics = serde_json::to_value(&o.test)
+                .ok()
+                .and_then(|v| v.as_object().cloned())
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(k, v)| v.as_f64().map(|v| (k, v)))
+                .collect();
+            let outcome = if o.promoted { "promoted" } else { "challenger" };
+            (outcome, Some(o.version.clone()), o.events_read as u64, metrics, o.why.clone())
+        }
+        Err(e) => ("failed", None, 0, Default::default(), format!("{e:#}")),
+    };
+    let run = platform::trainer_status::LastRun {
+        finished_at_ms: platform::now_ms(),
+        duration_seconds: started.elapsed().as_secs_f64(),
+        outcome: outcome.to_string(),
+        version,
+        events_read,
+        test_metrics,
+        why,
+    };
+    if let Err(e) = platform::trainer_status::record(&args.registry, run) {
+        tracing::warn!(error = format!("{e:#}"), "could not record the run in the trainer status");
+    }
+    result
+}
+
+fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
     let t0 = Instant::now();
     let ds = dataset::build(&args.lake, None, |date, n| tracing::info!(date, events = n, "replayed partition"))?;
     tracing::info!(
