@@ -89,6 +89,30 @@ impl DecodeError {
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 64 * 1024;
 
 impl ClickEvent {
+    /// An event with the required fields only; the optional ones are `None`.
+    pub fn new(event_id: &str, ts: i64, session_id: &str, event_type: &str, ip: std::net::IpAddr) -> Self {
+        ClickEvent {
+            event_id: event_id.into(),
+            ts,
+            session_id: session_id.into(),
+            user_id: None,
+            event_type: event_type.into(),
+            ip,
+            device_id: None,
+            user_agent: None,
+            path: None,
+            method: None,
+            status: None,
+            referrer: None,
+            country: None,
+            outcome: None,
+            amount: None,
+            currency: None,
+            payee_id: None,
+            attrs: None,
+        }
+    }
+
     /// Decodes and validates one event against the contract schema.
     pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<ClickEvent, DecodeError> {
         if bytes.len() > max_bytes {

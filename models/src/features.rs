@@ -27,7 +27,7 @@ const MAX_SESSION_EVENTS: usize = 256;
 const MAX_SET: usize = 10_000;
 
 /// Bump when the meaning of any feature changes; the schema hash changes with it.
-pub const FEATURE_SCHEMA_VERSION: u32 = 2;
+pub const FEATURE_SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transform {
@@ -117,6 +117,14 @@ features! {
     UserCountryAgeDays = "user_country_age_days", Log1p, "days since the user was first seen in this country";
     SessionSecsSincePasswordReset = "session_secs_since_password_reset", Log1p, "seconds since a password reset earlier in the session (0 when none)";
     SessionTermsRead = "session_terms_read", Identity, "the terms page was viewed earlier in the session";
+    DeviceFailedLogins1h = "device_failed_logins_1h", Log1p, "failed logins from the device in the last hour";
+    DeviceFailedLogins24h = "device_failed_logins_24h", Log1p, "failed logins from the device in the last 24 h";
+    IpFailedLogins24h = "ip_failed_logins_24h", Log1p, "failed logins from the IP in the last 24 h";
+    SubnetFailedLogins24h = "subnet_failed_logins_24h", Log1p, "failed logins from the IP's /24 (IPv6 /64) in the last 24 h";
+    IpPasswordResets1h = "ip_password_resets_1h", Log1p, "password resets requested from the IP in the last hour";
+    UserPasswordResets1h = "user_password_resets_1h", Log1p, "password resets for the user in the last hour";
+    UserPayeeAdds1h = "user_payee_adds_1h", Log1p, "payees added by the user in the last hour";
+    SessionFailedLogins = "session_failed_logins", Log1p, "failed logins earlier in the session";
 }
 
 /// Stable identifier of this feature definition, carried on every enriched event and artifact.
@@ -217,6 +225,14 @@ struct Slots {
     user_payee: Option<usize>,
     last_login: Option<usize>,
     payee_payers: Option<usize>,
+    device_fail_1h: Option<usize>,
+    device_fail_24h: Option<usize>,
+    ip_fail_24h: usize,
+    subnet_fail_24h: usize,
+    ip_resets_1h: usize,
+    user_resets_1h: Option<usize>,
+    user_payee_adds_1h: Option<usize>,
+    session_fails: usize,
 }
 
 /// The history operations for one event, in execution order, and where their results land.
@@ -312,15 +328,20 @@ pub fn plan(ev: &ClickEvent) -> Plan {
     // IP.
     let id = ev.event_id.as_str();
     let net = subnet(&ev.ip);
-    let ip_fails = p.counter(key("ip:fl", &ip), ts, &[MINUTE_MS, HOUR_MS], login_failed.then_some(id));
-    let (ip_fail_1m, ip_fail_1h) = (ip_fails[0], ip_fails[1]);
-    let subnet_fail_1h = p.counter(key("sn:fl", &net), ts, &[HOUR_MS], login_failed.then_some(id))[0];
+    let ip_fails = p.counter(key("ip:fl", &ip), ts, &[MINUTE_MS, HOUR_MS, DAY_MS], login_failed.then_some(id));
+    let (ip_fail_1m, ip_fail_1h, ip_fail_24h) = (ip_fails[0], ip_fails[1], ip_fails[2]);
+    let subnet_fails = p.counter(key("sn:fl", &net), ts, &[HOUR_MS, DAY_MS], login_failed.then_some(id));
+    let (subnet_fail_1h, subnet_fail_24h) = (subnet_fails[0], subnet_fails[1]);
+    let ip_resets_1h = p.counter(key("ip:pr", &ip), ts, &[HOUR_MS], ev.is(kind::PASSWORD_RESET).then_some(id))[0];
+    let session_fails = p.counter(key("s:fl", sid), ts, &[DAY_MS], login_failed.then_some(id))[0];
     let ip_logins_1h = p.counter(key("ip:lg", &ip), ts, &[HOUR_MS], is_login.then_some(id))[0];
     let ip_users_24h = p.read(Op::Count { key: key("ip:du", &ip), from: ts - DAY_MS, to: ts });
 
     // Device.
     let device_users_24h =
         ev.device_id.as_ref().map(|d| p.read(Op::Count { key: key("dv:du", d), from: ts - DAY_MS, to: ts }));
+    let device_fails =
+        ev.device_id.as_ref().map(|d| p.counter(key("dv:fl", d), ts, &[HOUR_MS, DAY_MS], login_failed.then_some(id)));
 
     // User.
     let mut s = Slots::default();
@@ -343,10 +364,10 @@ pub fn plan(ev: &ClickEvent) -> Plan {
         (s.user_fail_1m, s.user_fail_1h, s.user_fail_24h) = (Some(fails[0]), Some(fails[1]), Some(fails[2]));
         let logins = p.counter(key("u:ls", user), ts, &[HOUR_MS, DAY_MS], login_ok.then_some(id));
         (s.user_logins_1h, s.user_logins_24h) = (Some(logins[0]), Some(logins[1]));
-        s.user_payee_adds_24h =
-            Some(p.counter(key("u:pa", user), ts, &[DAY_MS], ev.is(kind::ADD_PAYEE).then_some(id))[0]);
-        s.user_resets_24h =
-            Some(p.counter(key("u:pr", user), ts, &[DAY_MS], ev.is(kind::PASSWORD_RESET).then_some(id))[0]);
+        let adds = p.counter(key("u:pa", user), ts, &[HOUR_MS, DAY_MS], ev.is(kind::ADD_PAYEE).then_some(id));
+        (s.user_payee_adds_1h, s.user_payee_adds_24h) = (Some(adds[0]), Some(adds[1]));
+        let resets = p.counter(key("u:pr", user), ts, &[HOUR_MS, DAY_MS], ev.is(kind::PASSWORD_RESET).then_some(id));
+        (s.user_resets_1h, s.user_resets_24h) = (Some(resets[0]), Some(resets[1]));
         let transfers = key("u:tx", user);
         s.user_transfers = Some(p.read(Op::Range { key: transfers.clone(), from: ts - DAY_MS, to: ts }));
         if ev.is(kind::TRANSFER) {
@@ -390,6 +411,12 @@ pub fn plan(ev: &ClickEvent) -> Plan {
     s.ip_logins_1h = ip_logins_1h;
     s.ip_users_24h = ip_users_24h;
     s.device_users_24h = device_users_24h;
+    s.device_fail_1h = device_fails.as_ref().map(|f| f[0]);
+    s.device_fail_24h = device_fails.as_ref().map(|f| f[1]);
+    s.ip_fail_24h = ip_fail_24h;
+    s.subnet_fail_24h = subnet_fail_24h;
+    s.ip_resets_1h = ip_resets_1h;
+    s.session_fails = session_fails;
 
     let mut ops = p.ops;
     ops.extend(p.writes);
@@ -498,6 +525,14 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     set(F::IpDistinctUsers24h, r(s.ip_users_24h).count() as f64);
     set(F::DeviceDistinctUsers24h, count(s.device_users_24h));
     set(F::PayeeDistinctPayers24h, count(s.payee_payers));
+    set(F::DeviceFailedLogins1h, count(s.device_fail_1h));
+    set(F::DeviceFailedLogins24h, count(s.device_fail_24h));
+    set(F::IpFailedLogins24h, r(s.ip_fail_24h).count() as f64);
+    set(F::SubnetFailedLogins24h, r(s.subnet_fail_24h).count() as f64);
+    set(F::IpPasswordResets1h, r(s.ip_resets_1h).count() as f64);
+    set(F::UserPasswordResets1h, count(s.user_resets_1h));
+    set(F::UserPayeeAdds1h, count(s.user_payee_adds_1h));
+    set(F::SessionFailedLogins, r(s.session_fails).count() as f64);
 
     // Session shape from the timestamps of its earlier events.
     let times: Vec<i64> = r(s.session_range).range().iter().map(|(_, t)| *t).collect();
@@ -564,24 +599,10 @@ mod tests {
 
     fn ev(id: &str, ts: i64, session: &str, user: Option<&str>, kind: &str, ip: &str) -> ClickEvent {
         ClickEvent {
-            event_id: id.into(),
-            ts,
-            session_id: session.into(),
             user_id: user.map(Into::into),
-            event_type: kind.into(),
-            ip: ip.parse().unwrap(),
             device_id: Some("dev1".into()),
-            user_agent: None,
-            path: None,
-            method: None,
-            status: None,
-            referrer: None,
             country: Some("GB".into()),
-            outcome: None,
-            amount: None,
-            currency: None,
-            payee_id: None,
-            attrs: None,
+            ..ClickEvent::new(id, ts, session, kind, ip.parse().unwrap())
         }
     }
 

@@ -35,17 +35,7 @@ async fn replaying_a_stream_through_redis_and_memory_gives_identical_features() 
     let offline: Vec<FeatureVector> = events.iter().map(|e| features::replay_one(&mut mem, e)).collect();
 
     // Live: micro-batches, one pipelined Redis round trip each (what the enricher does).
-    let mut live = Vec::with_capacity(events.len());
-    for chunk in events.chunks(257) {
-        let plans: Vec<_> = chunk.iter().map(features::plan).collect();
-        let ops: Vec<_> = plans.iter().flat_map(|p| p.ops.iter().cloned()).collect();
-        let results = redis.execute(&ops).await.unwrap();
-        let mut at = 0;
-        for (e, p) in chunk.iter().zip(&plans) {
-            live.push(features::compute(e, p, &results[at..at + p.ops.len()]));
-            at += p.ops.len();
-        }
-    }
+    let live = e2e_tests::history::live_features(&redis, &events, 257).await;
     let differing: Vec<_> =
         offline.iter().zip(&live).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i).collect();
     assert!(
