@@ -7,14 +7,13 @@ use anyhow::Context;
 use clap::Parser;
 use models::features::{self, feature_schema_hash};
 use models::{ClickEvent, EnrichedEvent};
-use platform::config::{ServiceArgs, TopicArgs};
+use platform::config::{RedisPolicy, ServiceArgs, TopicArgs};
 use platform::http::Readiness;
-use platform::metrics::{PipelineMetrics, latency_buckets};
+use platform::metrics::{PipelineMetrics, RedisMetrics};
 use platform::pipeline::Pipeline;
 use platform::{InRecord, OutRecord, Processor, Running};
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 use std::net::SocketAddr;
-use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Parser)]
@@ -47,16 +46,15 @@ pub const DLQ_REASONS: &[&str] =
     &["oversize", "invalid_json", "schema_violation", "invalid_encoding", "invalid_log_line"];
 pub const LIST_HITS: &str = "fraud_list_hits_total";
 pub const LIST_ENTRIES: &str = "fraud_list_entries";
-pub const REDIS_SECONDS: &str = "fraud_redis_roundtrip_seconds";
-pub const REDIS_ERRORS: &str = "fraud_redis_errors_total";
+pub const DEGRADED: &str = "fraud_events_without_history_total";
 
 #[derive(Clone)]
 pub struct EnricherMetrics {
     pub pipeline: PipelineMetrics,
     pub list_hits: IntCounterVec,
     pub list_entries: IntGaugeVec,
-    pub redis_seconds: HistogramVec,
-    pub redis_errors: IntCounterVec,
+    pub redis: RedisMetrics,
+    pub degraded: IntCounter,
 }
 
 impl EnricherMetrics {
@@ -65,18 +63,12 @@ impl EnricherMetrics {
             pipeline: PipelineMetrics::register(r)?,
             list_hits: IntCounterVec::new(Opts::new(LIST_HITS, "List hits, by list and kind"), &["list", "kind"])?,
             list_entries: IntGaugeVec::new(Opts::new(LIST_ENTRIES, "Entries per list in the cache"), &["list"])?,
-            redis_seconds: HistogramVec::new(
-                HistogramOpts::new(REDIS_SECONDS, "Redis pipeline round trips").buckets(latency_buckets()),
-                &["op"],
-            )?,
-            redis_errors: IntCounterVec::new(Opts::new(REDIS_ERRORS, "Redis errors"), &["op"])?,
+            redis: RedisMetrics::register(r, &["history"])?,
+            degraded: IntCounter::new(DEGRADED, "Events enriched without history because Redis did not answer")?,
         };
         r.register(Box::new(m.list_hits.clone()))?;
+        r.register(Box::new(m.degraded.clone()))?;
         r.register(Box::new(m.list_entries.clone()))?;
-        r.register(Box::new(m.redis_seconds.clone()))?;
-        r.register(Box::new(m.redis_errors.clone()))?;
-        m.redis_errors.with_label_values(&["history"]);
-        m.redis_seconds.with_label_values(&["history"]);
         Ok(m)
     }
 }
@@ -91,6 +83,8 @@ pub struct Enricher<S> {
     pub metrics: EnricherMetrics,
     /// How raw access-log lines become events.
     pub weblog: (crate::weblog::LogFormat, crate::weblog::Routes),
+    /// Wait for Redis (retry the batch) or enrich without history.
+    pub redis_policy: RedisPolicy,
     schema: String,
 }
 
@@ -110,6 +104,7 @@ impl<S: HistoryStore> Enricher<S> {
             metrics,
             weblog: Default::default(),
             schema: feature_schema_hash(),
+            redis_policy: RedisPolicy::Wait,
         }
     }
 
@@ -123,6 +118,19 @@ impl<S: HistoryStore> Enricher<S> {
             ClickEvent::decode(&rec.payload, self.max_event_bytes).map_err(|e| (e.reason(), e.to_string()))
         }
     }
+}
+
+/// What each event's operations return on an empty history (every event on its own), for
+/// deciding without Redis.
+fn without_history(ops: &[models::history::Op], lens: &[usize]) -> Vec<models::history::OpResult> {
+    let mut out = Vec::with_capacity(ops.len());
+    let mut at = 0;
+    for n in lens {
+        let mut empty = models::history::MemoryHistory::new();
+        out.extend(ops[at..at + n].iter().map(|op| empty.apply(op)));
+        at += n;
+    }
+    out
 }
 
 impl<S: HistoryStore> Processor for Enricher<S> {
@@ -146,15 +154,15 @@ impl<S: HistoryStore> Processor for Enricher<S> {
         // Move the ops into one batch (compute needs only each plan's slots and op count).
         let lens: Vec<usize> = plans.iter().map(|p| p.ops.len()).collect();
         let ops: Vec<_> = plans.iter_mut().flat_map(|p| std::mem::take(&mut p.ops)).collect();
-        let started = Instant::now();
-        let results = match self.store.execute(&ops).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.metrics.redis_errors.with_label_values(&["history"]).inc();
-                return Err(anyhow::Error::new(e).context("history round trip"));
+        let (results, history_unavailable) = match self.metrics.redis.time("history", self.store.execute(&ops)).await {
+            Ok(r) => (r, false),
+            Err(e) if self.redis_policy == RedisPolicy::Degrade => {
+                tracing::warn!(error = %e, events = lens.len(), "Redis unavailable: enriching without history");
+                self.metrics.degraded.inc_by(lens.len() as u64);
+                (without_history(&ops, &lens), true)
             }
+            Err(e) => return Err(anyhow::Error::new(e).context("history round trip")),
         };
-        self.metrics.redis_seconds.with_label_values(&["history"]).observe(started.elapsed().as_secs_f64());
         let lists = self.lists.get();
         let now = platform::now_ms();
         let mut offset = 0;
@@ -166,6 +174,7 @@ impl<S: HistoryStore> Processor for Enricher<S> {
                 self.metrics.list_hits.with_label_values(&[&h.list, &h.kind]).inc();
             }
             let enriched = EnrichedEvent {
+                history_unavailable,
                 features: fv,
                 feature_schema: self.schema.clone(),
                 list_hits,
@@ -197,10 +206,10 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     // Load the lists before consuming, so the first events already see them.
     cache.set(list_store.load().await.context("loading blacklists and whitelists from Redis")?);
     let ready = Readiness::default();
-    let routes = admin::routes(AdminState {
+    let routes = platform::auth::RateLimit::per_second(cfg.service.admin_rate_limit).apply(admin::routes(AdminState {
         store: list_store.clone(),
         tokens: platform::auth::Tokens::parse(&cfg.service.admin_tokens),
-    });
+    }));
     let (http_addr, http) =
         platform::http::serve(cfg.http_addr, routes, registry, ready.clone(), shutdown.clone()).await?;
     let log_routes = crate::weblog::Routes::load(&cfg.routes)?;
@@ -210,6 +219,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let mut enricher =
         Enricher::new(store, cache.clone(), cfg.service.topics.clone(), cfg.max_event_bytes, metrics.clone());
     enricher.weblog = (cfg.log_format.clone(), log_routes);
+    enricher.redis_policy = cfg.service.redis.on_redis_error;
     tracing::info!(%http_addr, brokers = %cfg.service.kafka.brokers, redis = %redis_shown, schema = %feature_schema_hash(), "enricher started");
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(async move { http.await? });

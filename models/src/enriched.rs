@@ -33,4 +33,8 @@ pub struct EnrichedEvent {
     /// When the raw event reached the broker (the input record's timestamp), epoch ms.
     #[serde(default)]
     pub ingest_ts_ms: Option<i64>,
+    /// Redis did not answer and the enricher runs with `--on-redis-error degrade`: the features
+    /// describe this event alone, without history.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub history_unavailable: bool,
 }

@@ -51,6 +51,55 @@ impl Tokens {
     }
 }
 
+/// A token bucket shared by one process's admin endpoints, so a flood of admin calls (a leaked
+/// token, a runaway script) is refused with 429 before it reaches Redis or the broker.
+#[derive(Clone)]
+pub struct RateLimit(std::sync::Arc<std::sync::Mutex<Bucket>>);
+
+struct Bucket {
+    tokens: f64,
+    capacity: f64,
+    per_sec: f64,
+    last: std::time::Instant,
+}
+
+impl RateLimit {
+    /// `per_sec` requests per second on average, bursts of up to twice that (at least one).
+    pub fn per_second(per_sec: f64) -> RateLimit {
+        let capacity = (per_sec * 2.0).max(1.0);
+        RateLimit(std::sync::Arc::new(std::sync::Mutex::new(Bucket {
+            tokens: capacity,
+            capacity,
+            per_sec: per_sec.max(0.0),
+            last: std::time::Instant::now(),
+        })))
+    }
+
+    /// Takes one request's token, or says no.
+    pub fn try_take(&self) -> bool {
+        let mut b = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * b.per_sec).min(b.capacity);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Wraps every route of `router` in the limit.
+    pub fn apply<S: Clone + Send + Sync + 'static>(self, router: axum::Router<S>) -> axum::Router<S> {
+        router.layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let limit = self.clone();
+            async move {
+                if limit.try_take() { next.run(req).await } else { ApiError::TooManyRequests.into_response() }
+            }
+        }))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("missing or invalid bearer token")]
@@ -98,5 +147,14 @@ mod tests {
         assert!(t.authorize(&h).is_err());
         assert_eq!(format!("{t:?}"), "[\"alice\", \"token2\"]");
         assert!(matches!(Tokens::default().authorize(&h), Err(ApiError::Forbidden(_))));
+    }
+
+    #[test]
+    fn the_rate_limit_allows_a_burst_then_refuses_until_tokens_refill() {
+        let limit = RateLimit::per_second(5.0);
+        let allowed = (0..20).filter(|_| limit.try_take()).count();
+        assert_eq!(allowed, 10, "a burst of twice the rate");
+        std::thread::sleep(std::time::Duration::from_millis(450));
+        assert!(limit.try_take(), "refilled at 5 per second");
     }
 }

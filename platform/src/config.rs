@@ -87,6 +87,18 @@ pub struct RedisArgs {
     /// Redis URL (`redis://` or `rediss://` for TLS). The password part is never logged.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", hide_env_values = true)]
     pub redis_url: String,
+
+    /// What to do while Redis does not answer: `wait` retries the micro-batch with backoff
+    /// (nothing is decided without history; lag grows); `degrade` decides without history or
+    /// session state and says so in every verdict's reasons. Never a silent allow.
+    #[arg(long, env = "ON_REDIS_ERROR", value_enum, default_value_t = RedisPolicy::Wait)]
+    pub on_redis_error: RedisPolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RedisPolicy {
+    Wait,
+    Degrade,
 }
 
 /// Shared topic names (defaults from the contract).
@@ -141,6 +153,9 @@ pub struct ServiceArgs {
     /// Tokens for mutating endpoints, `name:token`, comma separated. Never printed.
     #[arg(long, env = "ADMIN_TOKENS", value_delimiter = ',', hide_env_values = true)]
     pub admin_tokens: Vec<String>,
+    /// Admin API requests per second (bursts of twice that); more get 429.
+    #[arg(long, env = "ADMIN_RATE_LIMIT", default_value_t = 20.0)]
+    pub admin_rate_limit: f64,
 }
 
 /// Strips the password from a URL before it is shown anywhere.
@@ -149,6 +164,20 @@ pub fn redact_url(url: &str) -> String {
         (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
         _ => url.to_string(),
     }
+}
+
+/// A Redis connection that reconnects on its own, failing a command within about a second
+/// while Redis is down (redis-rs's default retries for ~6 s per command, which would stall a
+/// degraded pipeline for no benefit; the pipeline has its own backoff).
+pub async fn redis_connection(url: &str) -> redis::RedisResult<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_number_of_retries(2)
+        .set_min_delay(std::time::Duration::from_millis(50))
+        .set_max_delay(std::time::Duration::from_millis(400))
+        .set_connection_timeout(Some(std::time::Duration::from_secs(1)))
+        .set_response_timeout(Some(std::time::Duration::from_secs(5)));
+    redis::aio::ConnectionManager::new_with_config(client, config).await
 }
 
 #[cfg(test)]

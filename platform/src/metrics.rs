@@ -13,6 +13,8 @@ pub const PROCESS_RETRIES: &str = "fraud_process_retries_total";
 pub const COMMITS: &str = "fraud_offset_commits_total";
 pub const INFLIGHT_BATCH: &str = "fraud_inflight_batch_records";
 pub const CONSUMER_LAG: &str = "fraud_consumer_lag_records";
+pub const REDIS_SECONDS: &str = "fraud_redis_roundtrip_seconds";
+pub const REDIS_ERRORS: &str = "fraud_redis_errors_total";
 
 /// A registry whose every metric carries `service="<name>"`, so dashboards and alert rules
 /// do not depend on how a user names their scrape jobs.
@@ -101,5 +103,43 @@ impl PipelineMetrics {
     /// Metrics for a one-off producer (a tool, a test) that nobody scrapes.
     pub fn standalone() -> Self {
         Self::register(&Registry::new()).expect("a fresh registry has no name clashes")
+    }
+}
+
+/// Redis round trips of a service, by operation (`history` in the enricher; `sessions_read`,
+/// `sessions_write`, `recent_events` in the scorer).
+#[derive(Clone)]
+pub struct RedisMetrics {
+    pub seconds: HistogramVec,
+    pub errors: IntCounterVec,
+}
+
+impl RedisMetrics {
+    pub fn register(registry: &Registry, ops: &[&str]) -> prometheus::Result<Self> {
+        let m = RedisMetrics {
+            seconds: HistogramVec::new(
+                HistogramOpts::new(REDIS_SECONDS, "Redis pipeline round trips").buckets(latency_buckets()),
+                &["op"],
+            )?,
+            errors: IntCounterVec::new(Opts::new(REDIS_ERRORS, "Redis errors, by operation"), &["op"])?,
+        };
+        registry.register(Box::new(m.seconds.clone()))?;
+        registry.register(Box::new(m.errors.clone()))?;
+        for op in ops {
+            m.seconds.with_label_values(&[op]);
+            m.errors.with_label_values(&[op]);
+        }
+        Ok(m)
+    }
+
+    /// Awaits `fut`, observing its duration, or counting its error, under `op`.
+    pub async fn time<T, E>(&self, op: &str, fut: impl std::future::Future<Output = Result<T, E>>) -> Result<T, E> {
+        let started = std::time::Instant::now();
+        let out = fut.await;
+        match &out {
+            Ok(_) => self.seconds.with_label_values(&[op]).observe(started.elapsed().as_secs_f64()),
+            Err(_) => self.errors.with_label_values(&[op]).inc(),
+        }
+        out
     }
 }

@@ -34,6 +34,9 @@ pub struct InRecord {
     pub timestamp_ms: Option<i64>,
 }
 
+/// The most of a bad record's payload a dead letter carries.
+pub const DLQ_MAX_PAYLOAD: usize = 256 * 1024;
+
 /// One record to produce.
 #[derive(Debug, Clone)]
 pub struct OutRecord {
@@ -50,14 +53,21 @@ impl OutRecord {
         OutRecord { topic: topic.to_string(), key, payload, headers: Vec::new(), dlq_reason: None }
     }
 
-    /// The original bytes and key, with the reason and the source position as headers.
+    /// The original bytes and key, with the reason and the source position as headers. A
+    /// payload over [`DLQ_MAX_PAYLOAD`] keeps its head only (and says so in a header), so a dead
+    /// letter can always be produced within a broker's record size limit.
     pub fn dead_letter(dlq_topic: &str, input: &InRecord, reason: &'static str, error: &str) -> Self {
         let mut error = error.to_string();
-        error.truncate(1024);
-        OutRecord {
+        let mut cut = error.len().min(1024);
+        while !error.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        error.truncate(cut);
+        let keep = input.payload.len().min(DLQ_MAX_PAYLOAD);
+        let mut record = OutRecord {
             topic: dlq_topic.to_string(),
             key: input.key.clone(),
-            payload: input.payload.clone(),
+            payload: input.payload[..keep].to_vec(),
             headers: vec![
                 ("dlq.reason", reason.as_bytes().to_vec()),
                 ("dlq.error", error.into_bytes()),
@@ -66,7 +76,11 @@ impl OutRecord {
                 ("dlq.source.offset", input.offset.to_string().into_bytes()),
             ],
             dlq_reason: Some(reason),
+        };
+        if keep < input.payload.len() {
+            record.headers.push(("dlq.truncated_from", input.payload.len().to_string().into_bytes()));
         }
+        record
     }
 }
 

@@ -12,7 +12,8 @@ use clap::Parser;
 use models::features::{FEATURES, feature_schema_hash};
 use models::{Action, EnrichedEvent, Reason, Verdict};
 use platform::auth::{ApiError, Tokens};
-use platform::config::{ServiceArgs, TopicArgs};
+
+use platform::config::{RedisPolicy, ServiceArgs, TopicArgs};
 use platform::http::Readiness;
 use platform::metrics::{PipelineMetrics, latency_buckets};
 use platform::pipeline::Pipeline;
@@ -81,6 +82,7 @@ pub struct ScorerMetrics {
     pub model_created: Gauge,
     pub sessions_active: IntGaugeVec,
     pub trainer: platform::trainer_status::TrainerMetrics,
+    pub redis: platform::metrics::RedisMetrics,
 }
 
 impl ScorerMetrics {
@@ -122,6 +124,7 @@ impl ScorerMetrics {
                 &["action"],
             )?,
             trainer: platform::trainer_status::TrainerMetrics::register(r)?,
+            redis: platform::metrics::RedisMetrics::register(r, &["sessions_read", "sessions_write", "recent_events"])?,
         };
         r.register(Box::new(m.verdicts.clone()))?;
         r.register(Box::new(m.alerts.clone()))?;
@@ -167,6 +170,8 @@ pub struct Scorer {
     pub sessions: SessionStore,
     pub topics: TopicArgs,
     pub metrics: ScorerMetrics,
+    /// Wait for Redis (retry the batch) or decide without session state.
+    pub redis_policy: RedisPolicy,
     schema: String,
 }
 
@@ -200,7 +205,16 @@ impl Processor for Scorer {
             }
         }
         let ids: Vec<&str> = good.iter().map(|(_, e)| e.event.session_id.as_str()).collect();
-        let mut states = self.sessions.get_many(&ids).await.context("reading session state")?;
+        let degrade = self.redis_policy == RedisPolicy::Degrade;
+        let (mut states, sessions_unavailable) =
+            match self.metrics.redis.time("sessions_read", self.sessions.get_many(&ids)).await {
+                Ok(states) => (states, false),
+                Err(e) if degrade => {
+                    tracing::warn!(error = %e, "Redis unavailable: deciding without session state");
+                    (HashMap::new(), true)
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("reading session state")),
+            };
         let now = platform::now_ms();
         let mut touched: HashMap<String, SessionState> = HashMap::new();
         let mut recent: Vec<(String, String)> = Vec::with_capacity(good.len());
@@ -230,6 +244,20 @@ impl Processor for Scorer {
                 self.metrics.reasons.with_label_values(&[code]).inc();
                 if !reasons.iter().any(|r| &r.code == code) {
                     reasons.push(Reason { code: code.clone(), detail: Some("policy rule".into()), contribution: None });
+                }
+            }
+            // Decided on less than usual: say so (never a silent allow).
+            for (missing, code, detail) in [
+                (
+                    e.history_unavailable,
+                    "history_unavailable",
+                    "features computed without history: Redis did not answer",
+                ),
+                (sessions_unavailable, "session_state_unavailable", "session state not read: Redis did not answer"),
+            ] {
+                if missing {
+                    self.metrics.reasons.with_label_values(&[code]).inc();
+                    reasons.push(Reason { code: code.into(), detail: Some(detail.into()), contribution: None });
                 }
             }
             if state.action > decision.action {
@@ -297,11 +325,21 @@ impl Processor for Scorer {
             states.insert(sid.clone(), state.clone());
             touched.insert(sid.clone(), state);
         }
-        self.sessions.put_many(&touched, &recent, now).await.context("writing session state")?;
+        if !sessions_unavailable {
+            match self.metrics.redis.time("sessions_write", self.sessions.put_many(&touched, &recent, now)).await {
+                Ok(()) => {}
+                Err(e) if degrade => tracing::warn!(error = %e, "Redis unavailable: session state not saved"),
+                Err(e) => return Err(anyhow::Error::new(e).context("writing session state")),
+            }
+        }
         let mut out: Vec<OutRecord> = slots.into_iter().flatten().collect();
         if !alerts.is_empty() {
             let ids: Vec<&str> = alerts.iter().filter_map(|(_, a)| a["session_id"].as_str()).collect();
-            let recent = self.sessions.recent(&ids).await.context("reading recent session events")?;
+            let recent = match self.metrics.redis.time("recent_events", self.sessions.recent(&ids)).await {
+                Ok(r) => r,
+                Err(_) if degrade => HashMap::new(),
+                Err(e) => return Err(anyhow::Error::new(e).context("reading recent session events")),
+            };
             for (_, mut alert) in alerts {
                 let sid = alert["session_id"].as_str().unwrap_or_default().to_string();
                 alert["recent_events"] = serde_json::json!(recent.get(&sid).cloned().unwrap_or_default());
@@ -419,9 +457,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let champion = ModelSlot::new(model);
     let shadow = ModelSlot::default();
     let redis_shown = platform::config::redact_url(&cfg.service.redis.redis_url);
-    let client = redis::Client::open(cfg.service.redis.redis_url.as_str())
-        .with_context(|| format!("invalid Redis URL {redis_shown}"))?;
-    let conn = redis::aio::ConnectionManager::new(client)
+    let conn = platform::config::redis_connection(&cfg.service.redis.redis_url)
         .await
         .with_context(|| format!("connecting to Redis at {redis_shown} (set --redis-url / REDIS_URL)"))?;
     let sessions = SessionStore::new(conn);
@@ -437,10 +473,12 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         metrics: metrics.clone(),
         produce_metrics: metrics.pipeline.clone(),
     };
+    // The website's session check is the hot path and is not limited; operator endpoints are.
+    let admin =
+        Router::new().route("/v1/sessions/{session_id}/lift", post(lift_session)).route("/v1/labels", post(post_label));
     let routes = Router::new()
         .route("/v1/sessions/{session_id}", get(get_session))
-        .route("/v1/sessions/{session_id}/lift", post(lift_session))
-        .route("/v1/labels", post(post_label))
+        .merge(platform::auth::RateLimit::per_second(cfg.service.admin_rate_limit).apply(admin))
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .with_state(api);
     let (http_addr, http) =
@@ -460,6 +498,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         sessions,
         topics: cfg.service.topics.clone(),
         metrics: metrics.clone(),
+        redis_policy: cfg.service.redis.on_redis_error,
         schema: feature_schema_hash(),
     };
     let every = Duration::from_millis(cfg.reload_interval_ms.max(50));

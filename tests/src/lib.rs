@@ -3,12 +3,14 @@
 //! - [`stack`]: starts tansu and redis-server through `scripts/stack` on free ports in a temp dir.
 //! - [`history`]: features computed as the enricher does live (micro-batches, one round trip each).
 //! - [`http`]: a minimal HTTP/1.1 client for our own loopback endpoints.
+//! - [`invariants`]: what must hold for any parser input (fuzz targets and their CI replay).
 //! - [`kafka`]: consume a topic until a condition holds; committed offsets vs. the log end.
 //! - [`prometheus`]: a real Prometheus scraping in-process services, and its query API.
 //! - [`setup`]: a lake, a model trained from it, and the services started on port 0.
 
 pub mod history;
 pub mod http;
+pub mod invariants;
 pub mod kafka;
 pub mod prometheus;
 pub mod setup;

@@ -94,3 +94,105 @@ pub fn live_traffic(world: &World, ip: &str, at: f64) -> (Vec<models::ClickEvent
     }
     (live, victim)
 }
+
+/// A registry holding the checked-in baseline model as the champion (for tests that do not
+/// need a model trained on their own data).
+pub fn baseline_registry(dir: &Path) -> PathBuf {
+    let baseline = repo_root().join("models/baseline");
+    let version = platform::registry::current_version(&baseline).unwrap().expect("a baseline model");
+    let artifact = platform::registry::load(&baseline, &version).expect("the baseline loads");
+    let registry = dir.join("registry");
+    platform::registry::write_version(&registry, &artifact, &[]).unwrap();
+    platform::registry::promote(&registry, &version).unwrap();
+    registry
+}
+
+/// At least `n` events of simulated traffic starting now (sessions whole, so a little more).
+pub fn traffic(seed: u64, n: usize) -> Vec<models::ClickEvent> {
+    let world = World::new(SimConfig { seed, customers: 600, ..SimConfig::default() });
+    let now = platform::now_ms();
+    let mut minutes = 10;
+    loop {
+        let events = world.simulate(now, now + minutes * 60_000, Some(600)).events;
+        if events.len() >= n || minutes > 24 * 60 {
+            return events;
+        }
+        minutes *= 2;
+    }
+}
+
+/// Sends `events` to `topic` in `chunks` parts, calling `between(k)` after part `k`, so a test
+/// can break something mid-stream.
+pub async fn send_in_chunks(
+    brokers: &str,
+    topic: &str,
+    events: &[models::ClickEvent],
+    chunks: usize,
+    mut between: impl AsyncFnMut(usize),
+) {
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("message.timeout.ms", "120000")
+        .create()
+        .expect("a producer");
+    let records = fixtures::encode(events);
+    let size = records.len().div_ceil(chunks.max(1));
+    for (k, part) in records.chunks(size.max(1)).enumerate() {
+        fixtures::send_events(&producer, topic, part, false).await.expect("sending events");
+        between(k).await;
+    }
+}
+
+/// Reads verdicts until every id in `want` has one (or `timeout`); returns how many are
+/// missing and how many verdicts were duplicates (at-least-once allows those).
+pub async fn verdict_tally(
+    brokers: &str,
+    want: &std::collections::HashSet<String>,
+    timeout: std::time::Duration,
+) -> (usize, usize) {
+    let records = crate::kafka::consume_until(brokers, "fraud.verdicts", timeout, |rs| {
+        crate::kafka::event_ids(rs).iter().filter(|id| want.contains(*id)).count() >= want.len()
+    })
+    .await;
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for r in &records {
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("verdict JSON");
+        *seen.entry(v["event_id"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+    }
+    let missing = want.iter().filter(|id| !seen.contains_key(*id)).count();
+    let duplicates = seen.values().map(|n| n - 1).sum();
+    (missing, duplicates)
+}
+
+/// A service run as its own process (so a test can kill -9 it), from the binaries next to the
+/// test executable (`cargo build --bins`; `scripts/test` builds them).
+pub struct Process {
+    child: std::process::Child,
+}
+
+impl Process {
+    pub fn spawn(name: &str, args: &[String]) -> Process {
+        let exe = std::env::current_exe().expect("the test executable");
+        let bin = exe.parent().and_then(Path::parent).expect("target/<profile>/deps").join(name);
+        assert!(bin.exists(), "{} is missing: run `cargo build --bins` first (scripts/test does)", bin.display());
+        let child = std::process::Command::new(&bin)
+            .args(args.iter().skip(1))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        Process { child }
+    }
+
+    /// SIGKILL: no drain, no flush, no commit.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

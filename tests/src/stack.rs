@@ -78,3 +78,42 @@ impl Drop for Stack {
         let _ = self.script("down");
     }
 }
+
+impl Stack {
+    /// Stops redis-server (its append-only file stays) and returns at once.
+    pub fn stop_redis(&self) {
+        let ok = Command::new("redis-cli")
+            .args(["-p", &self.redis_port.to_string(), "shutdown"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        // redis-cli reports the dropped connection of a successful SHUTDOWN as an error on
+        // some versions; what matters is that the port is closed.
+        for _ in 0..50 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.redis_port)).is_err() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("redis on {} did not stop (redis-cli ok: {ok})", self.redis_port);
+    }
+
+    /// Kills the broker (SIGKILL: no clean shutdown) and returns at once.
+    pub fn kill_broker(&self) {
+        let pid = std::fs::read_to_string(self.dir.path().join("tansu.pid")).expect("tansu.pid");
+        let status = Command::new("kill").args(["-9", pid.trim()]).status().expect("kill");
+        assert!(status.success(), "kill -9 tansu");
+        for _ in 0..50 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.kafka_port)).is_err() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("tansu on {} did not stop", self.kafka_port);
+    }
+
+    /// Starts whatever of the stack is not running (same ports, same data).
+    pub fn restart_missing(&self) {
+        assert!(self.script("up").success(), "scripts/stack up failed");
+    }
+}

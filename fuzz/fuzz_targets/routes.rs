@@ -1,0 +1,3 @@
+#![no_main]
+// See e2e_tests::invariants::routes_bytes.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| e2e_tests::invariants::routes_bytes(data));
