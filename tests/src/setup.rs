@@ -150,10 +150,12 @@ pub async fn verdict_tally(
     want: &std::collections::HashSet<String>,
     timeout: std::time::Duration,
 ) -> (usize, usize) {
+    let started = std::time::Instant::now();
     let records = crate::kafka::consume_until(brokers, "fraud.verdicts", timeout, |rs| {
         crate::kafka::event_ids(rs).iter().filter(|id| want.contains(*id)).count() >= want.len()
     })
     .await;
+    eprintln!("verdict tally: read {} verdicts in {:?}", records.len(), started.elapsed());
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for r in &records {
         let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("verdict JSON");
