@@ -107,17 +107,18 @@ pub fn baseline_registry(dir: &Path) -> PathBuf {
     registry
 }
 
-/// At least `n` events of simulated traffic starting now (sessions whole, so a little more).
+/// At least `n` events of simulated traffic starting now (sessions whole, so a little more):
+/// about one live session per customer, six events each on average, over ten minutes.
 pub fn traffic(seed: u64, n: usize) -> Vec<models::ClickEvent> {
-    let world = World::new(SimConfig { seed, customers: 600, ..SimConfig::default() });
-    let now = platform::now_ms();
-    let mut minutes = 10;
+    let mut sessions = (n / 6).max(50);
     loop {
-        let events = world.simulate(now, now + minutes * 60_000, Some(600)).events;
-        if events.len() >= n || minutes > 24 * 60 {
+        let world = World::new(SimConfig { seed, customers: sessions, ..SimConfig::default() });
+        let now = platform::now_ms();
+        let events = world.simulate(now, now + 10 * 60_000, Some(sessions)).events;
+        if events.len() >= n || sessions > 1_000_000 {
             return events;
         }
-        minutes *= 2;
+        sessions = sessions * 3 / 2 + 1;
     }
 }
 
