@@ -168,8 +168,16 @@ impl Pipeline {
             for r in &batch {
                 self.metrics.consumed.with_label_values(&[&r.topic]).inc();
             }
+            // Where each input partition ends in this batch: committed once the output is acked.
+            let mut ends: Vec<(String, i32, i64)> = Vec::new();
+            for r in &batch {
+                match ends.iter_mut().find(|(t, p, _)| *p == r.partition && *t == r.topic) {
+                    Some(e) => e.2 = e.2.max(r.offset + 1),
+                    None => ends.push((r.topic.clone(), r.partition, r.offset + 1)),
+                }
+            }
             let started = Instant::now();
-            let Some(out) = self.process_in_lanes(&mut lanes, &batch, &shutdown).await else {
+            let Some(out) = self.process_in_lanes(&mut lanes, batch, &shutdown).await else {
                 // Shut down while a dependency was failing: leave the batch uncommitted.
                 break Ok(());
             };
@@ -179,9 +187,9 @@ impl Pipeline {
                 break Err(e);
             }
             self.metrics.batch_seconds.with_label_values(&["produce"]).observe(produced_at.elapsed().as_secs_f64());
-            for r in &batch {
-                let e = committed.entry((r.topic.clone(), r.partition)).or_insert(-1);
-                *e = (*e).max(r.offset + 1);
+            for (topic, partition, end) in ends {
+                let e = committed.entry((topic, partition)).or_insert(-1);
+                *e = (*e).max(end);
             }
             self.commit(&committed, CommitMode::Async);
             self.metrics.inflight.set(0);
@@ -225,20 +233,23 @@ impl Pipeline {
     async fn process_in_lanes<P: Processor + 'static>(
         &self,
         lanes: &mut [Option<P>],
-        batch: &[InRecord],
+        batch: Vec<InRecord>,
         shutdown: &CancellationToken,
     ) -> Option<Vec<OutRecord>> {
         let n = lanes.len();
+        let lane = |r: &InRecord| r.partition.unsigned_abs() as usize % n;
+        let first = batch.first().map(lane).unwrap_or(0);
+        if batch.iter().all(|r| lane(r) == first) {
+            // One lane: no split, no task, no hand-over.
+            let p = lanes[first].as_mut().expect("processors are returned after every batch");
+            return process_with_retry(p, &batch, &self.metrics, shutdown).await;
+        }
+        let capacity = batch.len();
         let mut groups: Vec<Vec<InRecord>> = vec![Vec::new(); n];
         for r in batch {
-            groups[r.partition.unsigned_abs() as usize % n].push(r.clone());
+            groups[lane(&r)].push(r);
         }
         let busy: Vec<usize> = (0..n).filter(|i| !groups[*i].is_empty()).collect();
-        if let [only] = busy[..] {
-            // One lane: no task, no hand-over.
-            let p = lanes[only].as_mut().expect("processors are returned after every batch");
-            return process_with_retry(p, &groups[only], &self.metrics, shutdown).await;
-        }
         let mut tasks = Vec::with_capacity(busy.len());
         for i in busy {
             let mut p = lanes[i].take().expect("processors are returned after every batch");
@@ -252,7 +263,7 @@ impl Pipeline {
                 }),
             ));
         }
-        let mut out = Vec::with_capacity(batch.len());
+        let mut out = Vec::with_capacity(capacity);
         let mut complete = true;
         for (i, task) in tasks {
             match task.await {
