@@ -11,6 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "lists-token";
 const IP: &str = "203.0.113.9";
+/// How long the test's blacklist entry lives (wall clock, as list expiry is).
+const LIFETIME_MS: i64 = 6000;
 
 async fn blacklist_size(addr: std::net::SocketAddr) -> Option<i64> {
     let (_, text) = request(addr, "GET", "/metrics", None, None).await.ok()?;
@@ -70,9 +72,15 @@ async fn list_changes_reach_every_instance_within_a_second_and_expire_on_their_o
     };
     let a = start("enricher-a").await.unwrap();
     let b = start("enricher-b").await.unwrap();
+    let producer: rdkafka::producer::FutureProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", stack.brokers()).create().unwrap();
+    // Both instances must be consuming before the entry's clock starts: a fresh consumer group's
+    // first join can take seconds on a loaded machine, longer than the entry lives.
+    fixtures::send_events(&producer, "clickstream", &fixtures::encode(&[event("warmup", "s0")]), false).await.unwrap();
+    assert_eq!(hits(&stack, "warmup").await, vec![0, 0]);
 
     // Added through A, seen by B.
-    let expires = models::format_ts(platform::now_ms() + 4000);
+    let expires = models::format_ts(platform::now_ms() + LIFETIME_MS);
     let body = format!(r#"{{"value":"{IP}","reason":"proxy","expires_at":"{expires}"}}"#);
     let added = Instant::now();
     let (status, text) =
@@ -82,12 +90,13 @@ async fn list_changes_reach_every_instance_within_a_second_and_expire_on_their_o
     assert!(took.is_some_and(|t| t < Duration::from_secs(1)), "instance B saw the entry after {took:?}");
 
     // Both instances flag an event from the IP while the entry lives…
-    let producer: rdkafka::producer::FutureProducer =
-        rdkafka::ClientConfig::new().set("bootstrap.servers", stack.brokers()).create().unwrap();
     fixtures::send_events(&producer, "clickstream", &fixtures::encode(&[event("before", "s1")]), false).await.unwrap();
     assert_eq!(hits(&stack, "before").await, vec![1, 1]);
     // …and neither after it expired.
-    tokio::time::sleep(Duration::from_millis(4500u64.saturating_sub(added.elapsed().as_millis() as u64))).await;
+    tokio::time::sleep(Duration::from_millis(
+        (LIFETIME_MS as u64 + 500).saturating_sub(added.elapsed().as_millis() as u64),
+    ))
+    .await;
     fixtures::send_events(&producer, "clickstream", &fixtures::encode(&[event("after", "s2")]), false).await.unwrap();
     assert_eq!(hits(&stack, "after").await, vec![0, 0]);
 
