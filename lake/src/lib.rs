@@ -3,6 +3,11 @@
 //! - `events/date=YYYY-MM-DD/*.parquet`: click events, one column per field, `ts` as a UTC
 //!   timestamp, `attrs` as a JSON string.
 //! - `labels/date=YYYY-MM-DD/*.parquet`: labels, partitioned by the label's `ts`.
+//! - `features/date=YYYY-MM-DD/*.parquet` (ours): what the enricher served, one row per enriched
+//!   event: `event_id`, `ts`, `session_id`, `user_id`, `feature_schema`, `history_unavailable`,
+//!   `list_hits` (JSON), then one Float64 column per feature, named as the feature.
+//! - `verdicts/date=YYYY-MM-DD/*.parquet` (ours): one row per verdict, partitioned by the event's
+//!   `ts`; scalar fields as columns, `restrictions` and `reasons` as JSON strings.
 //!
 //! Writers produce exactly that. The readers are tolerant of other writers (another simulator,
 //! polars, Spark): timestamps in any unit, large or view strings, any integer width, extra
@@ -15,7 +20,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int32Type, TimestampMillisecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use models::{ClickEvent, Label, LabelKind, LabelSource, Outcome};
+use models::{ClickEvent, EnrichedEvent, Label, LabelKind, LabelSource, Outcome, Verdict};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
@@ -26,6 +31,8 @@ use std::sync::Arc;
 
 pub const EVENTS: &str = "events";
 pub const LABELS: &str = "labels";
+pub const FEATURES: &str = "features";
+pub const VERDICTS: &str = "verdicts";
 
 fn ts_type() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
@@ -107,6 +114,35 @@ fn write_batch(path: &Path, batch: &RecordBatch, durability: Durability) -> anyh
         file.sync_all()?;
     }
     std::fs::rename(&tmp, path)?;
+    if durability == Durability::Fsync
+        && let Some(dir) = path.parent()
+    {
+        // The rename itself is durable only once the directory is.
+        File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Rewrites the rows of `inputs` (files of one table, same schema) as the one file `out`,
+/// durably, written beside and renamed.
+pub fn merge_files(inputs: &[PathBuf], out: &Path) -> anyhow::Result<()> {
+    let tmp = out.with_extension("parquet.tmp");
+    let mut writer: Option<ArrowWriter<File>> = None;
+    for path in inputs {
+        for batch in read_batches(path)? {
+            if writer.is_none() {
+                let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+                writer = Some(ArrowWriter::try_new(file, batch.schema(), Some(props()))?);
+            }
+            writer.as_mut().expect("set above").write(&batch).with_context(|| format!("merging {}", path.display()))?;
+        }
+    }
+    let Some(writer) = writer else { return Ok(()) };
+    writer.into_inner()?.sync_all()?;
+    std::fs::rename(&tmp, out)?;
+    if let Some(dir) = out.parent() {
+        File::open(dir).and_then(|d| d.sync_all())?;
+    }
     Ok(())
 }
 
@@ -218,6 +254,27 @@ pub fn labels_batch(labels: &[Label]) -> anyhow::Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::new(labels_schema()), arrays)?)
 }
 
+/// Writes `items` into `root/{table}/date=…/{stem}.parquet`, one file per date of `ts`.
+/// Returns the files.
+pub fn write_partitioned<T: Clone>(
+    root: &Path,
+    table: &str,
+    stem: &str,
+    items: &[T],
+    ts: impl Fn(&T) -> i64 + Copy,
+    to_batch: impl Fn(&[T]) -> anyhow::Result<RecordBatch>,
+    durability: Durability,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let items = time_ordered(items, ts);
+    let mut files = Vec::new();
+    for (date, run) in date_runs(&items, ts) {
+        let path = root.join(table).join(format!("date={date}")).join(format!("{stem}.parquet"));
+        write_batch(&path, &to_batch(&items[run])?, durability)?;
+        files.push(path);
+    }
+    Ok(files)
+}
+
 /// Writes events into `root/events/date=…/{stem}.parquet`, one file per date. Returns the files.
 pub fn write_events(
     root: &Path,
@@ -225,26 +282,161 @@ pub fn write_events(
     events: &[ClickEvent],
     durability: Durability,
 ) -> anyhow::Result<Vec<PathBuf>> {
-    let events = time_ordered(events, |e| e.ts);
-    let mut files = Vec::new();
-    for (date, run) in date_runs(&events, |e| e.ts) {
-        let path = root.join(EVENTS).join(format!("date={date}")).join(format!("{stem}.parquet"));
-        write_batch(&path, &events_batch(&events[run])?, durability)?;
-        files.push(path);
-    }
-    Ok(files)
+    write_partitioned(root, EVENTS, stem, events, |e| e.ts, events_batch, durability)
 }
 
 /// Writes labels into `root/labels/date=…/{stem}.parquet`, partitioned by the label's `ts`.
 pub fn write_labels(root: &Path, stem: &str, labels: &[Label], durability: Durability) -> anyhow::Result<Vec<PathBuf>> {
-    let labels = time_ordered(labels, |l| l.ts);
-    let mut files = Vec::new();
-    for (date, run) in date_runs(&labels, |l| l.ts) {
-        let path = root.join(LABELS).join(format!("date={date}")).join(format!("{stem}.parquet"));
-        write_batch(&path, &labels_batch(&labels[run])?, durability)?;
-        files.push(path);
+    write_partitioned(root, LABELS, stem, labels, |l| l.ts, labels_batch, durability)
+}
+
+pub fn features_schema() -> Schema {
+    let s = |n: &str, null: bool| Field::new(n, DataType::Utf8, null);
+    let mut fields = vec![
+        s("event_id", false),
+        Field::new("ts", ts_type(), false),
+        s("session_id", false),
+        s("user_id", true),
+        s("feature_schema", false),
+        Field::new("history_unavailable", DataType::Boolean, false),
+        s("list_hits", false),
+    ];
+    fields.extend(models::features::FEATURES.iter().map(|f| Field::new(f.name, DataType::Float64, false)));
+    Schema::new(fields)
+}
+
+pub fn features_batch(items: &[EnrichedEvent]) -> anyhow::Result<RecordBatch> {
+    let n = items.len();
+    let mut s: Vec<StringBuilder> = (0..5).map(|_| StringBuilder::with_capacity(n, n * 16)).collect();
+    let mut ts = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut degraded = BooleanBuilder::with_capacity(n);
+    let width = models::features::FEATURES.len();
+    let mut f: Vec<Float64Builder> = (0..width).map(|_| Float64Builder::with_capacity(n)).collect();
+    for e in items {
+        if e.features.0.len() != width {
+            bail!("event {} carries {} features, this build defines {width}", e.event.event_id, e.features.0.len());
+        }
+        s[0].append_value(&e.event.event_id);
+        ts.append_value(e.event.ts);
+        s[1].append_value(&e.event.session_id);
+        opt_str(&mut s[2], e.event.user_id.as_deref());
+        s[3].append_value(&e.feature_schema);
+        degraded.append_value(e.history_unavailable);
+        s[4].append_value(serde_json::to_string(&e.list_hits)?);
+        for (b, v) in f.iter_mut().zip(&e.features.0) {
+            b.append_value(*v);
+        }
     }
-    Ok(files)
+    let mut c = s.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let mut next = || c.next().expect("5 string columns");
+    let mut arrays: Vec<ArrayRef> =
+        vec![next(), Arc::new(ts.finish()), next(), next(), next(), Arc::new(degraded.finish()), next()];
+    arrays.extend(f.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef));
+    Ok(RecordBatch::try_new(Arc::new(features_schema()), arrays)?)
+}
+
+pub fn verdicts_schema() -> Schema {
+    let s = |n: &str, null: bool| Field::new(n, DataType::Utf8, null);
+    Schema::new(vec![
+        s("event_id", false),
+        s("session_id", false),
+        s("user_id", true),
+        Field::new("ts", ts_type(), false),
+        Field::new("decided_at", ts_type(), false),
+        Field::new("score", DataType::Float64, false),
+        s("action", false),
+        s("restrictions", false),
+        Field::new("expires_at", ts_type(), true),
+        s("reasons", false),
+        s("model_version", false),
+        Field::new("alert", DataType::Boolean, false),
+    ])
+}
+
+pub fn verdicts_batch(items: &[Verdict]) -> anyhow::Result<RecordBatch> {
+    let n = items.len();
+    let mut s: Vec<StringBuilder> = (0..7).map(|_| StringBuilder::with_capacity(n, n * 16)).collect();
+    let mut t: Vec<TimestampMillisecondBuilder> =
+        (0..3).map(|_| TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC")).collect();
+    let mut score = Float64Builder::with_capacity(n);
+    let mut alert = BooleanBuilder::with_capacity(n);
+    for v in items {
+        s[0].append_value(&v.event_id);
+        s[1].append_value(&v.session_id);
+        opt_str(&mut s[2], v.user_id.as_deref());
+        t[0].append_value(v.ts);
+        t[1].append_value(v.decided_at);
+        score.append_value(v.score);
+        s[3].append_value(serde_json::to_value(v.action)?.as_str().unwrap_or_default());
+        s[4].append_value(serde_json::to_string(&v.restrictions)?);
+        t[2].append_option(v.expires_at);
+        s[5].append_value(serde_json::to_string(&v.reasons)?);
+        s[6].append_value(&v.model_version);
+        alert.append_value(v.alert);
+    }
+    let mut c = s.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let mut next = || c.next().expect("7 string columns");
+    let mut ts = t.into_iter().map(|mut b| Arc::new(b.finish()) as ArrayRef);
+    let mut next_ts = || ts.next().expect("3 timestamp columns");
+    let arrays: Vec<ArrayRef> = vec![
+        next(),
+        next(),
+        next(),
+        next_ts(),
+        next_ts(),
+        Arc::new(score.finish()),
+        next(),
+        next(),
+        next_ts(),
+        next(),
+        next(),
+        Arc::new(alert.finish()),
+    ];
+    Ok(RecordBatch::try_new(Arc::new(verdicts_schema()), arrays)?)
+}
+
+/// One row of the features table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServedFeatures {
+    pub event_id: String,
+    pub ts: i64,
+    pub feature_schema: String,
+    pub history_unavailable: bool,
+    pub values: Vec<f64>,
+}
+
+/// Reads the features table's rows in `files` (feature columns by this build's names; a file
+/// written by another feature schema fails with the missing column's name).
+pub fn read_features(files: &[PathBuf]) -> anyhow::Result<Vec<ServedFeatures>> {
+    let ts_t = DataType::Timestamp(TimeUnit::Millisecond, None);
+    let mut out = Vec::new();
+    for path in files {
+        for batch in read_batches(path)? {
+            let str_col =
+                |n: &str| -> anyhow::Result<ArrayRef> { required(column(&batch, n, &DataType::Utf8)?, n, path) };
+            let (id, schema) = (str_col("event_id")?, str_col("feature_schema")?);
+            let ts = required(column(&batch, "ts", &ts_t)?, "ts", path)?;
+            let degraded =
+                required(column(&batch, "history_unavailable", &DataType::Boolean)?, "history_unavailable", path)?;
+            let cols = models::features::FEATURES
+                .iter()
+                .map(|f| required(column(&batch, f.name, &DataType::Float64)?, f.name, path))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let cols: Vec<_> = cols.iter().map(|c| c.as_primitive::<Float64Type>()).collect();
+            let (id, schema) = (id.as_string::<i32>(), schema.as_string::<i32>());
+            let (ts, degraded) = (ts.as_primitive::<TimestampMillisecondType>(), degraded.as_boolean());
+            for row in 0..batch.num_rows() {
+                out.push(ServedFeatures {
+                    event_id: id.value(row).to_string(),
+                    ts: ts.value(row),
+                    feature_schema: schema.value(row).to_string(),
+                    history_unavailable: degraded.value(row),
+                    values: cols.iter().map(|c| c.value(row)).collect(),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The date partitions of a table, oldest first, each with its Parquet files.

@@ -1,7 +1,7 @@
 //! The model artifact: what the trainer writes into the registry and the scorer loads.
 //!
-//! Inference lives here (not in linfa) so that the scorer needs no training dependencies and
-//! scoring one event is a dot product.
+//! Inference lives here (not in linfa) so that the scorer needs no training dependencies:
+//! scoring one event is a dot product (logistic) or a walk down each tree (boosted trees).
 
 use crate::features::{FEATURES, FeatureVector, feature_schema_hash};
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,70 @@ pub struct Platt {
 pub enum Model {
     /// Logistic regression on standardized, transformed features.
     Logistic { mean: Vec<f64>, scale: Vec<f64>, coef: Vec<f64>, intercept: f64 },
+    /// Gradient-boosted regression trees on the raw feature values (trees need no scaling);
+    /// the margin is `base` plus one leaf value per tree.
+    Boosted { base: f64, trees: Vec<Tree> },
+}
+
+/// One tree as a flat node array; node 0 is the root.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tree {
+    pub nodes: Vec<Node>,
+}
+
+/// A split (`left` > 0: go left when `x[feature] < threshold`) or a leaf (`left` == 0). Every
+/// node keeps its own value (the leaf value it would have had) so a prediction can be explained
+/// split by split: each split's contribution is the change in value it caused.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    #[serde(rename = "f")]
+    pub feature: u32,
+    #[serde(rename = "t")]
+    pub threshold: f64,
+    #[serde(rename = "l")]
+    pub left: u32,
+    #[serde(rename = "r")]
+    pub right: u32,
+    #[serde(rename = "v")]
+    pub value: f64,
+}
+
+impl Tree {
+    /// Adds the tree's value for `x` to the margin and each split's change to its feature.
+    fn walk(&self, x: &[f64], contributions: &mut [f64]) -> f64 {
+        let mut i = 0;
+        loop {
+            let n = &self.nodes[i];
+            if n.left == 0 {
+                return n.value;
+            }
+            let f = n.feature as usize;
+            let next = if x[f] < n.threshold { n.left } else { n.right } as usize;
+            contributions[f] += self.nodes[next].value - n.value;
+            i = next;
+        }
+    }
+
+    /// Structural checks so a hand-edited or corrupt artifact cannot loop or index out of bounds.
+    fn check(&self, n_features: usize) -> Result<(), String> {
+        if self.nodes.is_empty() {
+            return Err("empty tree".into());
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            if !n.value.is_finite() {
+                return Err(format!("node {i}: non-finite value"));
+            }
+            if n.left == 0 {
+                continue;
+            }
+            // Children after their parent: the walk always moves forward, so it ends.
+            let ok = |c: u32| (c as usize) > i && (c as usize) < self.nodes.len();
+            if !ok(n.left) || !ok(n.right) || n.feature as usize >= n_features || n.threshold.is_nan() {
+                return Err(format!("node {i}: bad split"));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,34 +133,61 @@ impl ModelArtifact {
             });
         }
         let n = FEATURES.len();
-        let Model::Logistic { mean, scale, coef, .. } = &self.model;
-        if mean.len() != n || scale.len() != n || coef.len() != n || self.feature_names.len() != n {
-            return Err(ArtifactError::Invalid {
-                version: self.version.clone(),
-                detail: format!("expected {n} features"),
-            });
+        let invalid = |detail: String| ArtifactError::Invalid { version: self.version.clone(), detail };
+        if self.feature_names.len() != n {
+            return Err(invalid(format!("expected {n} feature names")));
         }
-        if scale.iter().any(|s| !s.is_finite() || *s <= 0.0) || coef.iter().any(|c| !c.is_finite()) {
-            return Err(ArtifactError::Invalid {
-                version: self.version.clone(),
-                detail: "non-finite coefficient or non-positive scale".into(),
-            });
+        match &self.model {
+            Model::Logistic { mean, scale, coef, intercept } => {
+                if mean.len() != n || scale.len() != n || coef.len() != n {
+                    return Err(invalid(format!("expected {n} features")));
+                }
+                if scale.iter().any(|s| !s.is_finite() || *s <= 0.0)
+                    || coef.iter().chain(mean).chain([intercept]).any(|c| !c.is_finite())
+                {
+                    return Err(invalid("non-finite coefficient or non-positive scale".into()));
+                }
+            }
+            Model::Boosted { base, trees } => {
+                if !base.is_finite() || trees.is_empty() {
+                    return Err(invalid("no trees or a non-finite base".into()));
+                }
+                for (i, t) in trees.iter().enumerate() {
+                    t.check(n).map_err(|e| invalid(format!("tree {i}: {e}")))?;
+                }
+            }
         }
         Ok(())
     }
 
+    /// The model family, as metrics and reports name it.
+    pub fn kind(&self) -> &'static str {
+        match self.model {
+            Model::Logistic { .. } => "logistic",
+            Model::Boosted { .. } => "boosted_trees",
+        }
+    }
+
     /// The uncalibrated margin and per-feature contributions.
     pub fn margin(&self, f: &FeatureVector) -> (f64, Vec<f64>) {
-        let Model::Logistic { mean, scale, coef, intercept } = &self.model;
-        let mut contributions = Vec::with_capacity(coef.len());
-        let mut z = *intercept;
-        for (i, def) in FEATURES.iter().enumerate() {
-            let x = (def.transform.apply(f.0[i]) - mean[i]) / scale[i];
-            let c = coef[i] * x;
-            z += c;
-            contributions.push(c);
+        match &self.model {
+            Model::Logistic { mean, scale, coef, intercept } => {
+                let mut contributions = Vec::with_capacity(coef.len());
+                let mut z = *intercept;
+                for (i, def) in FEATURES.iter().enumerate() {
+                    let x = (def.transform.apply(f.0[i]) - mean[i]) / scale[i];
+                    let c = coef[i] * x;
+                    z += c;
+                    contributions.push(c);
+                }
+                (z, contributions)
+            }
+            Model::Boosted { base, trees } => {
+                let mut contributions = vec![0.0; f.0.len()];
+                let z = base + trees.iter().map(|t| t.walk(&f.0, &mut contributions)).sum::<f64>();
+                (z, contributions)
+            }
         }
-        (z, contributions)
     }
 
     /// Calibrated probability of fraud.
@@ -169,6 +260,52 @@ mod tests {
         assert!((low.score - sigmoid(-1.0)).abs() < 1e-12);
         assert!((high.score - sigmoid(2.0)).abs() < 1e-12);
         assert_eq!(high.contributions[0], (0, 3.0));
+    }
+
+    fn leaf(value: f64) -> Node {
+        Node { feature: 0, threshold: 0.0, left: 0, right: 0, value }
+    }
+
+    fn boosted(trees: Vec<Tree>) -> ModelArtifact {
+        ModelArtifact { model: Model::Boosted { base: -2.0, trees }, ..artifact(0.0) }
+    }
+
+    #[test]
+    fn a_boosted_model_sums_its_leaves_and_explains_each_split() {
+        let split = |f: u32, t: f64, lo: f64, hi: f64, v: f64| Tree {
+            nodes: vec![Node { feature: f, threshold: t, left: 1, right: 2, value: v }, leaf(lo), leaf(hi)],
+        };
+        let a = boosted(vec![split(3, 0.5, -0.5, 1.5, 0.1), split(7, 10.0, 0.0, 0.8, 0.2)]);
+        a.check().unwrap();
+        assert_eq!(a.kind(), "boosted_trees");
+        let mut x = vec![0.0; FEATURES.len()];
+        x[3] = 1.0;
+        x[7] = 3.0;
+        let (z, c) = a.margin(&FeatureVector(x));
+        assert!((z - (-2.0 + 1.5 + 0.0)).abs() < 1e-12);
+        assert!((c[3] - 1.4).abs() < 1e-12 && (c[7] + 0.2).abs() < 1e-12);
+        // Base, the trees' root values and the contributions add up to the margin.
+        assert!((-2.0 + 0.1 + 0.2 + c.iter().sum::<f64>() - z).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_tree_that_could_loop_or_read_past_the_features_is_refused() {
+        assert!(boosted(vec![Tree { nodes: vec![leaf(1.0)] }]).check().is_ok(), "a single leaf is a valid tree");
+        // A child pointing back up the tree would loop forever.
+        let split = |left: u32, right: u32| Node { feature: 0, threshold: 1.0, left, right, value: 0.0 };
+        let back = Tree { nodes: vec![split(1, 2), leaf(0.0), split(1, 0)] };
+        let far = Tree {
+            nodes: vec![Node { feature: 10_000, threshold: 1.0, left: 1, right: 2, value: 0.0 }, leaf(0.0), leaf(1.0)],
+        };
+        for t in [back, far] {
+            let err =
+                boosted(vec![Tree { nodes: vec![Node { left: 1, right: 2, ..leaf(0.0) }, leaf(0.0), leaf(0.0)] }, t])
+                    .check()
+                    .unwrap_err()
+                    .to_string();
+            assert!(err.contains("tree 1"), "{err}");
+        }
+        assert!(boosted(vec![]).check().is_err());
     }
 
     #[test]

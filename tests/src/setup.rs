@@ -35,6 +35,9 @@ pub fn train_bank(dir: &Path, seed: u64) -> Trained {
         label_delay_days: 2.0,
         min_improvement: 0.0,
         alpha: 1.0,
+        model: trainer::run::ModelChoice::Auto,
+        trees: 300,
+        depth: 5,
     })
     .expect("training on the lake");
     assert!(outcome.promoted, "the first model is promoted");

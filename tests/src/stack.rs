@@ -8,6 +8,8 @@ pub struct Stack {
     pub dir: tempfile::TempDir,
     pub kafka_port: u16,
     pub redis_port: u16,
+    /// Partitions of every topic.
+    pub partitions: u32,
 }
 
 fn free_port() -> u16 {
@@ -25,8 +27,13 @@ pub fn repo_root() -> PathBuf {
 impl Stack {
     /// Starts a stack (installing tansu/redis if missing, as `scripts/stack up` does).
     pub fn start() -> Stack {
+        Stack::with_partitions(3)
+    }
+
+    /// A stack whose topics have `partitions` partitions (1 gives one total order).
+    pub fn with_partitions(partitions: u32) -> Stack {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let stack = Stack { dir, kafka_port: free_port(), redis_port: free_port() };
+        let stack = Stack { dir, kafka_port: free_port(), redis_port: free_port(), partitions };
         let status = stack.script("up");
         assert!(status.success(), "scripts/stack up failed");
         stack
@@ -38,6 +45,7 @@ impl Stack {
             .env("STACK_DIR", self.dir.path())
             .env("KAFKA_PORT", self.kafka_port.to_string())
             .env("REDIS_PORT", self.redis_port.to_string())
+            .env("PARTITIONS", self.partitions.to_string())
             // Tests that want Prometheus start their own, scraping their in-process services.
             .env("PROMETHEUS", "off")
             .status()

@@ -75,13 +75,21 @@ async fn verdicts_for(stack: &Stack, ids: &[&str]) -> HashMap<String, Vec<serde_
     out
 }
 
-fn train(lake: &Path, registry: &Path, alpha: f64, min_improvement: f64) -> trainer::run::Outcome {
+fn train(
+    lake: &Path,
+    registry: &Path,
+    model: trainer::run::ModelChoice,
+    min_improvement: f64,
+) -> trainer::run::Outcome {
     trainer::run::train(&trainer::run::TrainArgs {
         lake: lake.to_path_buf(),
         registry: registry.to_path_buf(),
         label_delay_days: 2.0,
         min_improvement,
-        alpha,
+        alpha: 1.0,
+        model,
+        trees: 100,
+        depth: 4,
     })
     .unwrap()
 }
@@ -96,10 +104,14 @@ async fn the_scorer_applies_policy_session_state_reloads_shadows_and_publishes_l
     let world =
         World::new(SimConfig { seed: 21, customers: 300, rate_ato: 0.02, rate_bot: 0.02, ..SimConfig::default() });
     fixtures::write_lake(&world, &lake, platform::now_ms(), 8).unwrap();
-    let champion = train(&lake, &registry, 1.0, 0.0);
+    // The champion is linear and the challenger boosted trees, so the scorer runs both kinds of
+    // model trained here: one acting, one shadowed.
+    let champion = train(&lake, &registry, trainer::run::ModelChoice::Logistic, 0.0);
     assert!(champion.promoted);
     // A candidate that must beat the champion by an impossible margin stays a challenger.
-    let challenger = train(&lake, &registry, 30.0, 1.0);
+    let challenger = train(&lake, &registry, trainer::run::ModelChoice::Boosted, 1.0);
+    let kind = |v: &str| platform::registry::load(&registry, v).unwrap().kind();
+    assert_eq!((kind(&champion.version), kind(&challenger.version)), ("logistic", "boosted_trees"));
     assert!(!challenger.promoted, "{}", challenger.why);
     assert_eq!(
         platform::registry::challenger_version(&registry).unwrap().as_deref(),

@@ -2,7 +2,7 @@
 
 use models::features::{FEATURES, replay_one};
 use models::history::MemoryHistory;
-use models::{ClickEvent, Label};
+use models::{ClickEvent, Label, LabelKind};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -14,6 +14,8 @@ pub struct Row {
     pub ts: i64,
     pub session: u32,
     pub fraud: bool,
+    /// What kind of fraud the label said, when it said.
+    pub kind: Option<LabelKind>,
     pub transfer_value: f64,
     pub x: Vec<f32>,
 }
@@ -34,8 +36,8 @@ pub struct Dataset {
 /// What the labels known at `cutoff` say: fraudulent sessions, and accounts labelled
 /// fraudulent from a time on. A later label about the same session overrides an earlier one.
 pub struct Truth {
-    sessions: HashMap<String, bool>,
-    accounts: HashMap<String, i64>,
+    sessions: HashMap<String, (bool, Option<LabelKind>)>,
+    accounts: HashMap<String, (i64, Option<LabelKind>)>,
 }
 
 impl Truth {
@@ -50,11 +52,13 @@ impl Truth {
             used += 1;
             match &l.session_id {
                 Some(s) => {
-                    t.sessions.insert(s.clone(), l.is_fraud);
+                    t.sessions.insert(s.clone(), (l.is_fraud, l.kind));
                 }
                 None if l.is_fraud => {
-                    let e = t.accounts.entry(l.user_id.clone()).or_insert(l.ts);
-                    *e = (*e).min(l.ts);
+                    let e = t.accounts.entry(l.user_id.clone()).or_insert((l.ts, l.kind));
+                    if l.ts < e.0 {
+                        *e = (l.ts, l.kind.or(e.1));
+                    }
                 }
                 None => {
                     t.accounts.remove(&l.user_id);
@@ -65,14 +69,18 @@ impl Truth {
     }
 
     pub fn is_fraud(&self, ev: &ClickEvent) -> bool {
-        if let Some(f) = self.sessions.get(&ev.session_id) {
-            return *f;
+        self.fraud_kind(ev).is_some()
+    }
+
+    /// `Some(kind)` if the event is fraudulent by the labels known (kind `Other` when the
+    /// label named none), `None` if legitimate.
+    pub fn fraud_kind(&self, ev: &ClickEvent) -> Option<LabelKind> {
+        if let Some((f, kind)) = self.sessions.get(&ev.session_id) {
+            return f.then(|| kind.unwrap_or(LabelKind::Other));
         }
         // An account label speaks of the account from then on.
-        match (&ev.user_id, ev.user_id.as_ref().and_then(|u| self.accounts.get(u))) {
-            (Some(_), Some(since)) => ev.ts >= *since,
-            _ => false,
-        }
+        let (since, kind) = self.accounts.get(ev.user_id.as_ref()?)?;
+        (ev.ts >= *since).then(|| kind.unwrap_or(LabelKind::Other))
     }
 }
 
@@ -114,10 +122,12 @@ pub fn build(lake: &Path, cutoff: Option<i64>, mut progress: impl FnMut(&str, us
             });
             ds.first_ts = ds.first_ts.min(ev.ts);
             ds.last_ts = ds.last_ts.max(ev.ts);
+            let kind = truth.fraud_kind(ev);
             ds.rows.push(Row {
                 ts: ev.ts,
                 session,
-                fraud: truth.is_fraud(ev),
+                fraud: kind.is_some(),
+                kind,
                 transfer_value: if ev.is(models::event::kind::TRANSFER) { ev.amount.unwrap_or(0.0) } else { 0.0 },
                 x: f.0.iter().map(|v| *v as f32).collect(),
             });

@@ -3,7 +3,10 @@
 
 use crate::dataset::Row;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+/// The alert rate (share of legitimate sessions flagged) the headline operating point uses.
+pub const OPERATING_FPR: f64 = 0.01;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Metrics {
@@ -15,25 +18,57 @@ pub struct Metrics {
     pub recall_at_0_5pct_fpr: f64,
     pub recall_at_1pct_fpr: f64,
     pub precision_at_100: f64,
+    pub precision_at_1000: f64,
     pub expected_calibration_error: f64,
     /// Session score above which 0.5 % / 1 % / 5 % of legitimate sessions would be flagged:
     /// the numbers to put in the policy for a target alert rate.
     pub threshold_at_0_5pct_fpr: f64,
     pub threshold_at_1pct_fpr: f64,
     pub threshold_at_5pct_fpr: f64,
+    /// Transfer value in fraudulent sessions, and the share of it whose session was flagged (at
+    /// 1 % FPR) by the transfer itself or an earlier event: money a restriction would have held.
+    pub fraud_transfer_value: f64,
+    pub fraud_value_stopped_at_1pct_fpr: f64,
+    /// Recall at 1 % FPR per fraud kind (label `kind`; `other` when a label named none).
+    pub recall_by_kind: BTreeMap<String, KindRecall>,
 }
 
-/// `(score, is_fraud)` per session.
-pub fn by_session(rows: &[&Row], scores: &[f64]) -> Vec<(f64, bool)> {
-    let mut m: HashMap<u32, (f64, bool)> = HashMap::new();
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct KindRecall {
+    pub sessions: usize,
+    pub recall_at_1pct_fpr: f64,
+}
+
+/// One session's outcome: its score, truth, and each transfer with the session's highest score
+/// up to and including it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub score: f64,
+    pub fraud: bool,
+    pub kind: Option<models::LabelKind>,
+    pub transfers: Vec<(f64, f64)>,
+}
+
+/// Sessions of `rows` (in event-time order) scored by `scores`, highest score first.
+pub fn sessions(rows: &[&Row], scores: &[f64]) -> Vec<Session> {
+    let mut m: HashMap<u32, Session> = HashMap::new();
     for (r, s) in rows.iter().zip(scores) {
-        let e = m.entry(r.session).or_insert((0.0, false));
-        e.0 = e.0.max(*s);
-        e.1 |= r.fraud;
+        let e = m.entry(r.session).or_insert(Session { score: 0.0, fraud: false, kind: None, transfers: Vec::new() });
+        e.score = e.score.max(*s);
+        e.fraud |= r.fraud;
+        e.kind = e.kind.or(r.kind);
+        if r.transfer_value > 0.0 {
+            e.transfers.push((e.score, r.transfer_value));
+        }
     }
     let mut v: Vec<_> = m.into_values().collect();
-    v.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    v.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.fraud.cmp(&b.fraud)));
     v
+}
+
+/// `(score, is_fraud)` per session, highest score first.
+pub fn by_session(rows: &[&Row], scores: &[f64]) -> Vec<(f64, bool)> {
+    sessions(rows, scores).into_iter().map(|s| (s.score, s.fraud)).collect()
 }
 
 /// `[share, score]` pairs: the score above which `share` of the sessions fall (sessions sorted
@@ -52,7 +87,63 @@ pub fn top_shares(sessions: &[(f64, bool)]) -> Vec<[f64; 2]> {
         .collect()
 }
 
-pub fn metrics(sessions: &[(f64, bool)]) -> Metrics {
+/// Precision–recall points along the ranking (one per fraudulent session reached).
+pub fn pr_curve(sessions: &[Session]) -> Vec<(f64, f64)> {
+    let pos = sessions.iter().filter(|s| s.fraud).count().max(1) as f64;
+    let mut tp = 0.0;
+    let mut out = Vec::new();
+    for (i, s) in sessions.iter().enumerate() {
+        if s.fraud {
+            tp += 1.0;
+            out.push((tp / pos, tp / (i + 1) as f64));
+        }
+    }
+    out
+}
+
+/// ROC points `(false positive rate, true positive rate)` along the ranking.
+pub fn roc_curve(sessions: &[Session]) -> Vec<(f64, f64)> {
+    let pos = sessions.iter().filter(|s| s.fraud).count().max(1) as f64;
+    let neg = sessions.iter().filter(|s| !s.fraud).count().max(1) as f64;
+    let (mut tp, mut fp) = (0.0, 0.0);
+    let mut out = vec![(0.0, 0.0)];
+    for s in sessions {
+        if s.fraud {
+            tp += 1.0
+        } else {
+            fp += 1.0
+        }
+        out.push((fp / neg, tp / pos));
+    }
+    out
+}
+
+/// The headline metrics; `sessions` as [`sessions`] returns them (highest score first).
+pub fn metrics(sessions: &[Session]) -> Metrics {
+    let flat: Vec<(f64, bool)> = sessions.iter().map(|s| (s.score, s.fraud)).collect();
+    let mut m = ranking_metrics(&flat);
+    let cut = m.threshold_at_1pct_fpr;
+    let flagged = |score: f64| score > cut;
+    let value = |f: &dyn Fn(&(f64, f64)) -> bool| -> f64 {
+        sessions.iter().filter(|s| s.fraud).flat_map(|s| &s.transfers).filter(|t| f(t)).map(|t| t.1).sum()
+    };
+    m.fraud_transfer_value = value(&|_| true);
+    m.fraud_value_stopped_at_1pct_fpr =
+        if m.fraud_transfer_value > 0.0 { value(&|t| flagged(t.0)) / m.fraud_transfer_value } else { 0.0 };
+    let mut kinds: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for s in sessions.iter().filter(|s| s.fraud) {
+        let e = kinds.entry(s.kind.unwrap_or(models::LabelKind::Other).as_str().to_string()).or_default();
+        e.0 += 1;
+        e.1 += usize::from(flagged(s.score));
+    }
+    m.recall_by_kind = kinds
+        .into_iter()
+        .map(|(k, (n, hit))| (k, KindRecall { sessions: n, recall_at_1pct_fpr: hit as f64 / n as f64 }))
+        .collect();
+    m
+}
+
+fn ranking_metrics(sessions: &[(f64, bool)]) -> Metrics {
     let pos = sessions.iter().filter(|s| s.1).count();
     let neg = sessions.len() - pos;
     // Average precision over the ranking (sorted by score, descending).
@@ -94,8 +185,10 @@ pub fn metrics(sessions: &[(f64, bool)]) -> Metrics {
         }
         if pos > 0 { tp as f64 / pos as f64 } else { 0.0 }
     };
-    let k = sessions.len().min(100);
-    let p_at_k = if k > 0 { sessions[..k].iter().filter(|s| s.1).count() as f64 / k as f64 } else { 0.0 };
+    let precision_at = |k: usize| {
+        let k = sessions.len().min(k);
+        if k > 0 { sessions[..k].iter().filter(|s| s.1).count() as f64 / k as f64 } else { 0.0 }
+    };
     // Calibration: mean |predicted − observed| over ten score bins, weighted by bin size.
     let mut bins = [(0usize, 0.0f64, 0usize); 10];
     for (s, y) in sessions {
@@ -124,8 +217,12 @@ pub fn metrics(sessions: &[(f64, bool)]) -> Metrics {
         recall_at_0_1pct_fpr: recall_at(0.001),
         recall_at_0_5pct_fpr: recall_at(0.005),
         recall_at_1pct_fpr: recall_at(0.01),
-        precision_at_100: p_at_k,
+        precision_at_100: precision_at(100),
+        precision_at_1000: precision_at(1000),
         expected_calibration_error: ece,
+        fraud_transfer_value: 0.0,
+        fraud_value_stopped_at_1pct_fpr: 0.0,
+        recall_by_kind: BTreeMap::new(),
     }
 }
 
@@ -136,13 +233,47 @@ mod tests {
     #[test]
     fn a_perfect_ranking_scores_one_and_a_reversed_one_scores_zero_auc() {
         let good = vec![(0.9, true), (0.8, true), (0.2, false), (0.1, false)];
-        let m = metrics(&good);
+        let m = ranking_metrics(&good);
         assert_eq!((m.average_precision, m.roc_auc), (1.0, 1.0));
         let bad: Vec<(f64, bool)> = vec![(0.9, false), (0.8, false), (0.2, true), (0.1, true)];
         let mut sorted = bad.clone();
         sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let m = metrics(&sorted);
+        let m = ranking_metrics(&sorted);
         assert_eq!(m.roc_auc, 0.0);
         assert!((m.average_precision - (1.0 / 3.0 + 2.0 / 4.0) / 2.0).abs() < 1e-12);
+    }
+
+    fn row(session: u32, fraud: bool, kind: Option<models::LabelKind>, transfer: f64) -> Row {
+        Row { ts: 0, session, fraud, kind, transfer_value: transfer, x: Vec::new() }
+    }
+
+    #[test]
+    fn value_is_stopped_only_when_the_session_was_flagged_by_the_transfer_or_before_it() {
+        use models::LabelKind::*;
+        // 200 legitimate sessions scored 0.0..0.199: the 1 % FPR cut is the third highest.
+        let mut rows: Vec<Row> = (0..200).map(|i| row(i, false, None, 0.0)).collect();
+        let mut scores: Vec<f64> = (0..200).map(|i| f64::from(i) / 1000.0).collect();
+        // Session 1000 transfers 100 before it looks bad and 50 after; session 1001 (a bot,
+        // never flagged) transfers 10.
+        for (r, s) in [
+            (row(1000, true, Some(AccountTakeover), 100.0), 0.05),
+            (row(1000, true, None, 0.0), 0.9),
+            (row(1000, true, None, 50.0), 0.1),
+            (row(1001, true, Some(Bot), 10.0), 0.01),
+        ] {
+            rows.push(r);
+            scores.push(s);
+        }
+        let refs: Vec<&Row> = rows.iter().collect();
+        let m = metrics(&sessions(&refs, &scores));
+        assert_eq!(m.fraud_transfer_value, 160.0);
+        assert!((m.fraud_value_stopped_at_1pct_fpr - 50.0 / 160.0).abs() < 1e-12, "{m:?}");
+        assert_eq!(m.recall_by_kind["account_takeover"], KindRecall { sessions: 1, recall_at_1pct_fpr: 1.0 });
+        assert_eq!(m.recall_by_kind["bot"], KindRecall { sessions: 1, recall_at_1pct_fpr: 0.0 });
+        assert_eq!(m.recall_at_1pct_fpr, 0.5);
+        let pr = pr_curve(&sessions(&refs, &scores));
+        assert_eq!(pr.first(), Some(&(0.5, 1.0)));
+        let roc = roc_curve(&sessions(&refs, &scores));
+        assert_eq!(roc.last(), Some(&(1.0, 1.0)));
     }
 }

@@ -8,5 +8,9 @@
 
 pub mod dataset;
 pub mod eval;
+pub mod gbdt;
+pub mod plots;
 pub mod run;
+pub mod schedule;
+pub mod sink;
 pub mod train;

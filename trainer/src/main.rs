@@ -1,5 +1,7 @@
 use clap::{Parser, Subcommand};
 use trainer::run::{BackfillArgs, TrainArgs};
+use trainer::schedule::ScheduleArgs;
+use trainer::sink::{Sink, SinkArgs, SinkMetrics};
 
 #[derive(Parser)]
 #[command(name = "trainer", version, about = "Trains, evaluates and promotes fraud models from the lake")]
@@ -17,6 +19,10 @@ enum Cmd {
     Train(TrainArgs),
     /// Replay the lake's events into Redis so live features start with full history.
     Backfill(BackfillArgs),
+    /// Run as the lake sink: write the event, feature, verdict and label topics into the lake.
+    Sink(SinkArgs),
+    /// Compact the lake and retrain on a cron schedule (runs never overlap).
+    Schedule(ScheduleArgs),
 }
 
 #[tokio::main]
@@ -26,6 +32,10 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = platform::shutdown::on_signals();
     let registry = platform::metrics::service_registry("trainer");
     let metrics = platform::trainer_status::TrainerMetrics::register(&registry)?;
+    let sink_metrics = SinkMetrics::register(&registry)?;
+    // The sink and the schedule stop on the signal themselves (the sink drains its buffers into
+    // the lake first); a one-off command is cut short.
+    let stops_itself = matches!(cli.cmd, Cmd::Sink(_) | Cmd::Schedule(_));
     let ready = platform::http::Readiness::default();
     ready.set(true);
     let (_, http) =
@@ -49,6 +59,16 @@ async fn main() -> anyhow::Result<()> {
                     out.dir.join("report.md").display()
                 );
             }
+            Cmd::Sink(args) => {
+                Sink::new(args, sink_metrics).run(shutdown.clone()).await?;
+            }
+            Cmd::Schedule(args) => {
+                let reg = args.train.registry.clone();
+                trainer::schedule::run(args, shutdown.clone(), || {
+                    metrics.set(&platform::trainer_status::read(&reg).unwrap_or_default())
+                })
+                .await?;
+            }
             Cmd::Backfill(args) => {
                 let n = trainer::run::backfill(&args).await?;
                 println!("replayed {n} lake events into Redis");
@@ -58,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let result = tokio::select! {
         r = job => r,
-        _ = shutdown.cancelled() => {
+        _ = shutdown.cancelled(), if !stops_itself => {
             // Exit now: dropping the runtime would wait for the training thread, which could then
             // still promote. Promotion is one atomic rename, so the registry is consistent either way.
             eprintln!("interrupted: the run stops here; the registry holds whatever was promoted before");

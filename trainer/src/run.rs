@@ -3,8 +3,10 @@
 use crate::dataset::{self, Row, Split};
 use crate::eval::{self, Metrics};
 use crate::train::{self, Params};
+use crate::{gbdt, plots};
 use anyhow::Context;
 use models::ModelArtifact;
+use models::artifact::Model;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -24,8 +26,17 @@ pub struct TrainArgs {
     #[arg(long, env = "PROMOTION_MARGIN", default_value_t = 0.0)]
     pub min_improvement: f64,
     /// L2 regularisation of the logistic regression.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, env = "LOGISTIC_ALPHA", default_value_t = 1.0)]
     pub alpha: f64,
+    /// Model families to fit; `auto` fits both and keeps the one with the better validation AP.
+    #[arg(long, env = "MODEL_KIND", value_enum, default_value_t = ModelChoice::Auto)]
+    pub model: ModelChoice,
+    /// Most trees in the boosted ensemble (early stopping on validation usually ends sooner).
+    #[arg(long, env = "BOOSTED_TREES", default_value_t = 300)]
+    pub trees: usize,
+    /// Depth of each boosted tree.
+    #[arg(long, env = "BOOSTED_DEPTH", default_value_t = 5)]
+    pub depth: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -88,9 +99,59 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<Outcome> {
     result
 }
 
+/// Which model families to fit; `auto` fits both and keeps the better on the validation window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelChoice {
+    Auto,
+    Logistic,
+    Boosted,
+}
+
+/// A fitted, calibrated candidate and its session-level scores on the validation window.
+struct Candidate {
+    model: ModelArtifact,
+    valid: Metrics,
+    secs: f64,
+}
+
+fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    // Hidden when stderr is not a terminal (CI, logs): the tracing lines say the same.
+    let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {elapsed_precise} eta {eta}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Calibrates `model` on the validation rows and measures it there.
+fn calibrate(mut model: ModelArtifact, valid_rows: &[&Row]) -> (ModelArtifact, Metrics) {
+    let margins: Vec<f64> = valid_rows.iter().map(|r| model.margin(&train::features_of(r)).0).collect();
+    let labels: Vec<bool> = valid_rows.iter().map(|r| r.fraud).collect();
+    if labels.iter().any(|y| *y) {
+        model.calibration = Some(train::fit_platt(&margins, &labels));
+    }
+    let sessions = eval::sessions(valid_rows, &score_rows(&model, valid_rows));
+    // The validation window's session score distribution lets a policy set thresholds by
+    // target alert rate (`top_share`) instead of by raw score.
+    let flat: Vec<(f64, bool)> = sessions.iter().map(|s| (s.score, s.fraud)).collect();
+    model.meta["session_score_top_shares"] = serde_json::json!(eval::top_shares(&flat));
+    (model, eval::metrics(&sessions))
+}
+
 fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
+    let mut steps: Vec<(&str, f64)> = Vec::new();
     let t0 = Instant::now();
-    let ds = dataset::build(&args.lake, None, |date, n| tracing::info!(date, events = n, "replayed partition"))?;
+    let parts = lake::partitions(&args.lake, lake::EVENTS).unwrap_or_default().len();
+    let bar = progress_bar(parts as u64, "replay");
+    let ds = dataset::build(&args.lake, None, |date, n| {
+        bar.inc(1);
+        tracing::info!(date, events = n, "replayed partition");
+    })?;
+    bar.finish_and_clear();
+    steps.push(("replay the lake through the feature definition", t0.elapsed().as_secs_f64()));
     tracing::info!(
         events = ds.events_read,
         rejected = ds.events_rejected,
@@ -102,8 +163,6 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
     let split = Split::by_time(ds.first_ts, ds.cutoff, args.label_delay_days)?;
     let (train_rows, valid_rows, test_rows) =
         (split.rows(&ds, split.train), split.rows(&ds, split.valid), split.rows(&ds, split.test));
-    let t1 = Instant::now();
-    let fit = train::fit_logistic(&train_rows, Params { alpha: args.alpha, ..Params::default() })?;
     let version = new_version(&args.registry);
     let meta = serde_json::json!({
         "split": &split,
@@ -111,54 +170,131 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
         "label_delay_days": args.label_delay_days,
         "cutoff": models::format_ts(ds.cutoff),
     });
-    let mut model = train::artifact(&version, fit, meta);
-    let margins: Vec<f64> = valid_rows.iter().map(|r| model.margin(&train::features_of(r)).0).collect();
-    let labels: Vec<bool> = valid_rows.iter().map(|r| r.fraud).collect();
-    if labels.iter().any(|y| *y) {
-        model.calibration = Some(train::fit_platt(&margins, &labels));
-    }
-    // The validation window's session score distribution lets a policy set thresholds by
-    // target alert rate (`top_share`) instead of by raw score.
-    let valid_sessions = eval::by_session(&valid_rows, &score_rows(&model, &valid_rows));
-    model.meta["session_score_top_shares"] = serde_json::json!(eval::top_shares(&valid_sessions));
-    tracing::info!(secs = t1.elapsed().as_secs_f64(), rows = train_rows.len(), "model fitted and calibrated");
 
-    let test = eval::metrics(&eval::by_session(&test_rows, &score_rows(&model, &test_rows)));
+    let mut candidates: Vec<Candidate> = Vec::new();
+    if args.model != ModelChoice::Boosted {
+        let t = Instant::now();
+        let fit = train::fit_logistic(&train_rows, Params { alpha: args.alpha, ..Params::default() })?;
+        let (model, valid) = calibrate(train::artifact(&version, fit.into_model(), meta.clone()), &valid_rows);
+        candidates.push(Candidate { model, valid, secs: t.elapsed().as_secs_f64() });
+    }
+    if args.model != ModelChoice::Logistic {
+        let t = Instant::now();
+        let p = gbdt::Params { trees: args.trees, depth: args.depth, ..gbdt::Params::default() };
+        let bar = progress_bar(p.trees as u64, "trees");
+        let fit = gbdt::fit(&train_rows, &valid_rows, &p, |n| bar.set_position(n as u64))?;
+        bar.finish_and_clear();
+        tracing::info!(trees = fit.trees.len(), secs = t.elapsed().as_secs_f64(), "boosted trees fitted");
+        let model = Model::Boosted { base: fit.base, trees: fit.trees };
+        let (model, valid) = calibrate(train::artifact(&version, model, meta.clone()), &valid_rows);
+        candidates.push(Candidate { model, valid, secs: t.elapsed().as_secs_f64() });
+    }
+    for c in &candidates {
+        steps
+            .push((if c.model.kind() == "logistic" { "fit logistic regression" } else { "fit boosted trees" }, c.secs));
+        tracing::info!(kind = c.model.kind(), valid_ap = c.valid.average_precision, "candidate measured on validation");
+    }
+    // Chosen on validation, never on test: the test window stays a fair comparison with the
+    // champion.
+    let chosen = candidates
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.valid.average_precision.total_cmp(&b.1.valid.average_precision))
+        .map(|(i, _)| i)
+        .expect("at least one model family is fitted");
+    let selection: Vec<(String, f64, Metrics)> = candidates
+        .iter()
+        .map(|c| {
+            let test = eval::metrics(&eval::sessions(&test_rows, &score_rows(&c.model, &test_rows)));
+            (c.model.kind().to_string(), c.valid.average_precision, test)
+        })
+        .collect();
+    let mut model = candidates.swap_remove(chosen).model;
+    model.meta["model_selection"] = serde_json::json!(
+        selection
+            .iter()
+            .map(|(k, v, t)| serde_json::json!({"kind": k, "valid_ap": v, "test_ap": t.average_precision}))
+            .collect::<Vec<_>>()
+    );
+
+    let t2 = Instant::now();
+    let test_sessions = eval::sessions(&test_rows, &score_rows(&model, &test_rows));
+    let test = eval::metrics(&test_sessions);
     let champion = platform::registry::current_version(&args.registry)?;
     let champion_model = champion.as_ref().map(|v| platform::registry::load(&args.registry, v));
-    let (promote, why, champion_test) = match champion_model {
-        None => (true, "no champion yet".to_string(), None),
-        Some(Err(e)) => (true, format!("the champion cannot be used by this build ({e:#})"), None),
+    let (promote, why, champion_test, champion_sessions) = match champion_model {
+        None => (true, "no champion yet".to_string(), None, None),
+        Some(Err(e)) => (true, format!("the champion cannot be used by this build ({e:#})"), None, None),
         Some(Ok(c)) => {
-            let ct = eval::metrics(&eval::by_session(&test_rows, &score_rows(&c, &test_rows)));
+            let cs = eval::sessions(&test_rows, &score_rows(&c, &test_rows));
+            let ct = eval::metrics(&cs);
             let better = test.average_precision >= ct.average_precision + args.min_improvement;
             let why = format!(
                 "average precision {:.4} vs champion {} {:.4} on the same test window (margin {})",
                 test.average_precision, c.version, ct.average_precision, args.min_improvement
             );
-            (better, why, Some(ct))
+            (better, why, Some(ct), Some((c.version, cs)))
         }
     };
-    let report = report(&version, &test, champion_test.as_ref(), &why, promote, ds.events_read);
-    let metrics_json = serde_json::to_vec_pretty(
-        &serde_json::json!({"test": &test, "champion_test": &champion_test, "promoted": promote, "why": &why}),
-    )?;
-    let dir = platform::registry::write_version(
-        &args.registry,
-        &model,
-        &[("metrics.json", metrics_json), ("report.md", report.into_bytes())],
-    )
-    .context("writing the model into the registry")?;
+    steps.push(("evaluate on the test window", t2.elapsed().as_secs_f64()));
+
+    let figures = tempfile::tempdir().context("creating a scratch directory for the report's figures")?;
+    let mut series = vec![(version.as_str(), &test_sessions)];
+    if let Some((v, cs)) = &champion_sessions {
+        series.push((v.as_str(), cs));
+    }
+    let pr: Vec<_> = series.iter().map(|(n, s)| (*n, eval::pr_curve(s))).collect();
+    let roc: Vec<_> = series.iter().map(|(n, s)| (*n, eval::roc_curve(s))).collect();
+    plots::curves(&figures.path().join("pr.svg"), "Precision–recall (test sessions)", ("recall", "precision"), &pr)?;
+    plots::curves(&figures.path().join("roc.svg"), "ROC (test sessions)", ("false positive rate", "recall"), &roc)?;
+    plots::score_histogram(&figures.path().join("scores.svg"), "Session scores (test window)", &test_sessions)?;
+    let ctx = ReportContext {
+        version: &version,
+        kind: model.kind(),
+        events: ds.events_read,
+        promoted: promote,
+        why: &why,
+        selection: &selection,
+        steps: &steps,
+        split: &split,
+    };
+    let report = report(&ctx, &test, champion_test.as_ref());
+    let metrics_json = serde_json::to_vec_pretty(&serde_json::json!({
+        "kind": model.kind(),
+        "test": &test,
+        "champion_test": &champion_test,
+        "model_selection": &model.meta["model_selection"],
+        "promoted": promote,
+        "why": &why,
+        "steps_seconds": steps.iter().map(|(k, v)| (k.to_string(), *v)).collect::<std::collections::BTreeMap<_, _>>(),
+    }))?;
+    let mut files = vec![("metrics.json", metrics_json), ("report.md", report.into_bytes())];
+    for f in ["pr.svg", "roc.svg", "scores.svg"] {
+        files.push((f, std::fs::read(figures.path().join(f))?));
+    }
+    let dir = platform::registry::write_version(&args.registry, &model, &files)
+        .context("writing the model into the registry")?;
     if promote {
         platform::registry::promote(&args.registry, &version)?;
     } else {
         platform::registry::set_challenger(&args.registry, &version)?;
     }
-    tracing::info!(%version, promoted = promote, %why, ap = test.average_precision, auc = test.roc_auc, "training run finished");
+    tracing::info!(%version, kind = model.kind(), promoted = promote, %why, ap = test.average_precision, auc = test.roc_auc, "training run finished");
     Ok(Outcome { version, events_read: ds.events_read, promoted: promote, why, test, champion_test, dir })
 }
 
-fn report(version: &str, m: &Metrics, champion: Option<&Metrics>, why: &str, promoted: bool, events: usize) -> String {
+struct ReportContext<'a> {
+    version: &'a str,
+    kind: &'a str,
+    events: usize,
+    promoted: bool,
+    why: &'a str,
+    selection: &'a [(String, f64, Metrics)],
+    steps: &'a [(&'a str, f64)],
+    split: &'a Split,
+}
+
+fn report(c: &ReportContext, m: &Metrics, champion: Option<&Metrics>) -> String {
     let row = |name: &str, f: &dyn Fn(&Metrics) -> f64| {
         format!(
             "| {name} | {:.4} | {} |\n",
@@ -166,20 +302,53 @@ fn report(version: &str, m: &Metrics, champion: Option<&Metrics>, why: &str, pro
             champion.map(|c| format!("{:.4}", f(c))).unwrap_or_else(|| "–".into())
         )
     };
-    let mut s =
-        format!("# Model {version}\n\nTrained from {events} lake events. Promoted: **{promoted}** ({why}).\n\n");
-    s += "Test window, session level (a session's score is its highest event score).\n\n| metric | this model | champion |\n|---|---|---|\n";
+    let day = |t: i64| models::format_ts(t).chars().take(10).collect::<String>();
+    let mut s = format!(
+        "# Model {} ({})\n\nTrained from {} lake events. Promoted: **{}** ({}).\n\n\
+         Windows by event time: train {} – {}, validation {} – {}, test {} – {}.\n\n",
+        c.version,
+        c.kind,
+        c.events,
+        c.promoted,
+        c.why,
+        day(c.split.train.0),
+        day(c.split.train.1),
+        day(c.split.valid.0),
+        day(c.split.valid.1),
+        day(c.split.test.0),
+        day(c.split.test.1),
+    );
+    s += "## Test window, session level\n\nA session's score is its highest event score.\n\n| metric | this model | champion |\n|---|---|---|\n";
     s += &row("average precision", &|m| m.average_precision);
     s += &row("ROC AUC", &|m| m.roc_auc);
     s += &row("recall at 0.1 % FPR", &|m| m.recall_at_0_1pct_fpr);
     s += &row("recall at 0.5 % FPR", &|m| m.recall_at_0_5pct_fpr);
     s += &row("recall at 1 % FPR", &|m| m.recall_at_1pct_fpr);
     s += &row("precision at 100", &|m| m.precision_at_100);
+    s += &row("precision at 1000", &|m| m.precision_at_1000);
+    s += &row("fraud transfer value stopped at 1 % FPR", &|m| m.fraud_value_stopped_at_1pct_fpr);
     s += &row("expected calibration error", &|m| m.expected_calibration_error);
     s += &row("score at 0.5 % FPR", &|m| m.threshold_at_0_5pct_fpr);
     s += &row("score at 1 % FPR", &|m| m.threshold_at_1pct_fpr);
     s += &row("score at 5 % FPR", &|m| m.threshold_at_5pct_fpr);
-    s += &format!("\n{} sessions, {} labelled fraudulent.\n", m.sessions, m.fraud_sessions);
+    s += &format!(
+        "\n{} sessions, {} labelled fraudulent; {:.0} of fraudulent transfer value in the window. \
+         Value stopped counts a transfer when its session was flagged by the transfer's own verdict or an earlier one.\n",
+        m.sessions, m.fraud_sessions, m.fraud_transfer_value
+    );
+    s += "\n## Recall by fraud kind (1 % FPR)\n\n| kind | sessions | recall |\n|---|---|---|\n";
+    for (k, r) in &m.recall_by_kind {
+        s += &format!("| {k} | {} | {:.3} |\n", r.sessions, r.recall_at_1pct_fpr);
+    }
+    s += "\n## Model selection\n\nEach family fitted and calibrated; the one with the higher validation average precision is kept.\n\n| family | validation AP | test AP |\n|---|---|---|\n";
+    for (k, v, t) in c.selection {
+        s += &format!("| {k}{} | {v:.4} | {:.4} |\n", if k == c.kind { " (kept)" } else { "" }, t.average_precision);
+    }
+    s += "\n## Figures\n\n![Precision–recall](pr.svg)\n![ROC](roc.svg)\n![Score histogram](scores.svg)\n";
+    s += "\n## Steps\n\n| step | seconds |\n|---|---|\n";
+    for (k, v) in c.steps {
+        s += &format!("| {k} | {v:.1} |\n");
+    }
     s
 }
 

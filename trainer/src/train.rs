@@ -132,14 +132,20 @@ pub fn fit_platt(margins: &[f64], labels: &[bool]) -> Platt {
     if a.is_finite() && b.is_finite() { Platt { a, b } } else { Platt { a: 1.0, b: 0.0 } }
 }
 
-pub fn artifact(version: &str, fit: Fitted, meta: serde_json::Value) -> ModelArtifact {
-    let Fitted { mean, scale, coef, intercept } = fit;
+impl Fitted {
+    pub fn into_model(self) -> Model {
+        let Fitted { mean, scale, coef, intercept } = self;
+        Model::Logistic { mean, scale, coef, intercept }
+    }
+}
+
+pub fn artifact(version: &str, model: Model, meta: serde_json::Value) -> ModelArtifact {
     ModelArtifact {
         version: version.to_string(),
         feature_schema: feature_schema_hash(),
         feature_names: FEATURES.iter().map(|f| f.name.to_string()).collect(),
         created_at: models::format_ts(platform::now_ms()),
-        model: Model::Logistic { mean, scale, coef, intercept },
+        model,
         calibration: None,
         meta,
     }
@@ -166,7 +172,7 @@ mod tests {
             x[models::features::F::UserDeviceNew as usize] =
                 if fraud { (rnd() < 0.9) as u8 as f32 } else { (rnd() < 0.05) as u8 as f32 };
             x[models::features::F::SessionGapCv as usize] = rnd() as f32;
-            out.push(Row { ts: i as i64, session: i as u32, fraud, transfer_value: 0.0, x });
+            out.push(Row { ts: i as i64, session: i as u32, fraud, kind: None, transfer_value: 0.0, x });
         }
         out
     }
@@ -176,7 +182,7 @@ mod tests {
         let data = rows(2000);
         let refs: Vec<&Row> = data.iter().collect();
         let fit = fit_logistic(&refs, Params::default()).unwrap();
-        let art = artifact("t", fit.clone(), serde_json::Value::Null);
+        let art = artifact("t", fit.clone().into_model(), serde_json::Value::Null);
         art.check().unwrap();
         let fraud_row =
             data.iter().find(|r| r.fraud && r.x[models::features::F::UserDeviceNew as usize] == 1.0).unwrap();

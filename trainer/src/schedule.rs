@@ -1,0 +1,188 @@
+//! `trainer schedule`: compaction and retraining on a cron expression, one run at a time.
+//!
+//! Runs never overlap (a run that outlasts the interval delays the next one, it does not start
+//! a second), so the registry's trainer status has one writer.
+
+use crate::run::{self, TrainArgs};
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use std::path::Path;
+use std::str::FromStr;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScheduleArgs {
+    /// When to run, as a cron expression in UTC: five fields (`min hour day month weekday`,
+    /// as crontab) or six/seven with seconds first (and a year last).
+    #[arg(long, env = "TRAIN_SCHEDULE", default_value = "0 3 * * *")]
+    pub cron: String,
+    /// Also run once right away, then on the schedule.
+    #[arg(long, env = "RUN_AT_START", default_value_t = false)]
+    pub run_now: bool,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+/// Parses a crontab-style (5 fields) or `cron`-crate (6–7 fields, seconds first) expression.
+pub fn parse(expr: &str) -> anyhow::Result<cron::Schedule> {
+    let fields = expr.split_whitespace().count();
+    let full = if fields == 5 { format!("0 {expr}") } else { expr.to_string() };
+    cron::Schedule::from_str(&full).with_context(|| {
+        format!(
+            "{expr:?} is not a cron expression; use five fields as in crontab, e.g. \"0 3 * * *\" for 03:00 UTC daily"
+        )
+    })
+}
+
+/// The next `n` times the schedule fires after `after`.
+pub fn next_runs(s: &cron::Schedule, after: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+    s.after(&after).take(n).collect()
+}
+
+/// Merges each date partition's small files of one table into one file per source partition
+/// range. Only files the sink has finished (named `{topic}-p{n}-{first}-{last}`) are merged; the
+/// merged file's name covers the whole range, and the inputs are deleted after it is durable. A
+/// crash in between leaves the inputs beside a file whose range contains theirs: the next
+/// compaction deletes the contained ones first.
+pub fn compact(root: &Path, table: &str) -> anyhow::Result<usize> {
+    use std::collections::BTreeMap;
+    let mut merged = 0;
+    for (date, files) in lake::partitions(root, table)? {
+        // group → [(first, last, path)]
+        let mut groups: BTreeMap<String, Vec<(i64, i64, std::path::PathBuf)>> = BTreeMap::new();
+        for f in files {
+            let name = f.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let mut parts = name.rsplitn(3, '-');
+            let (Some(last), Some(first), Some(group)) = (parts.next(), parts.next(), parts.next()) else { continue };
+            let (Ok(first), Ok(last)) = (first.parse::<i64>(), last.parse::<i64>()) else { continue };
+            groups.entry(group.to_string()).or_default().push((first, last, f));
+        }
+        for (group, mut ranges) in groups {
+            ranges.sort();
+            // Files left inside a bigger file's range by an interrupted compaction.
+            let mut kept: Vec<(i64, i64, std::path::PathBuf)> = Vec::new();
+            for r in ranges {
+                if kept.iter().any(|k| k.0 <= r.0 && r.1 <= k.1) {
+                    std::fs::remove_file(&r.2)?;
+                } else {
+                    kept.retain(|k| {
+                        let inside = r.0 <= k.0 && k.1 <= r.1;
+                        if inside {
+                            let _ = std::fs::remove_file(&k.2);
+                        }
+                        !inside
+                    });
+                    kept.push(r);
+                }
+            }
+            if kept.len() < 2 {
+                continue;
+            }
+            let (first, last) = (kept[0].0, kept.iter().map(|k| k.1).max().unwrap_or(kept[0].1));
+            let stem = format!("{group}-{first:020}-{last:020}");
+            let paths: Vec<_> = kept.iter().map(|k| k.2.clone()).collect();
+            let out = root.join(table).join(format!("date={date}")).join(format!("{stem}.parquet"));
+            lake::merge_files(&paths, &out)?;
+            for p in paths.iter().filter(|p| **p != out) {
+                std::fs::remove_file(p)?;
+            }
+            merged += paths.len();
+        }
+    }
+    Ok(merged)
+}
+
+/// Runs compaction and training on the schedule until `shutdown`.
+pub async fn run(args: ScheduleArgs, shutdown: CancellationToken, mut after_run: impl FnMut()) -> anyhow::Result<()> {
+    let schedule = parse(&args.cron)?;
+    let mut first = args.run_now;
+    loop {
+        if !first {
+            let Some(next) = next_runs(&schedule, Utc::now(), 1).pop() else {
+                tracing::info!("the schedule fires no more; stopping");
+                return Ok(());
+            };
+            tracing::info!(next = %next.to_rfc3339(), cron = %args.cron, "waiting for the next scheduled run");
+            let wait = (next - Utc::now()).to_std().unwrap_or_default();
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        first = false;
+        let a = args.train.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let t = std::time::Instant::now();
+            for table in [lake::EVENTS, lake::FEATURES, lake::VERDICTS, lake::LABELS] {
+                match compact(&a.lake, table) {
+                    Ok(n) if n > 0 => tracing::info!(table, files = n, "compacted"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(table, error = format!("{e:#}"), "compaction failed; training goes on"),
+                }
+            }
+            tracing::info!(secs = t.elapsed().as_secs_f64(), "compaction done");
+            run::train(&a)
+        })
+        .await?;
+        match outcome {
+            Ok(o) => {
+                tracing::info!(version = %o.version, promoted = o.promoted, why = %o.why, "scheduled run finished")
+            }
+            // A failed run is recorded in the trainer status (and alerted on); the schedule goes on.
+            Err(e) => tracing::error!(error = format!("{e:#}"), "scheduled run failed"),
+        }
+        after_run();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crontab_expressions_fire_when_crontab_would() {
+        let s = parse("0 3 * * *").unwrap();
+        let at = DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().with_timezone(&Utc);
+        let next: Vec<String> = next_runs(&s, at, 2).iter().map(|t| t.to_rfc3339()).collect();
+        assert_eq!(next, ["2026-11-23T03:00:00+00:00", "2026-11-24T03:00:00+00:00"]);
+        let err = format!("{:#}", parse("every night").unwrap_err());
+        assert!(err.contains("crontab"), "{err}");
+    }
+
+    #[test]
+    fn compaction_merges_a_partitions_files_and_finishes_an_interrupted_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let ev = crate::sink::tests::event;
+        let w = |stem: &str, ids: &[&str]| {
+            let evs: Vec<_> = ids.iter().enumerate().map(|(i, id)| ev(id, i as i64)).collect();
+            lake::write_events(root, stem, &evs, lake::Durability::Fsync).unwrap();
+        };
+        w("clickstream-p0-00000000000000000000-00000000000000000001", &["a", "b"]);
+        w("clickstream-p0-00000000000000000002-00000000000000000002", &["c"]);
+        w("clickstream-p1-00000000000000000000-00000000000000000000", &["x"]);
+        assert_eq!(compact(root, lake::EVENTS).unwrap(), 2);
+        let read = || {
+            let parts = lake::partitions(root, lake::EVENTS).unwrap();
+            let names: Vec<String> =
+                parts[0].1.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
+            let mut ids: Vec<String> =
+                lake::read_events(&parts[0].1).unwrap().0.into_iter().map(|e| e.event_id).collect();
+            ids.sort();
+            (names, ids)
+        };
+        let (names, ids) = read();
+        assert_eq!(
+            names,
+            [
+                "clickstream-p0-00000000000000000000-00000000000000000002",
+                "clickstream-p1-00000000000000000000-00000000000000000000"
+            ]
+        );
+        assert_eq!(ids, ["a", "b", "c", "x"]);
+        // An interrupted compaction: a merged file beside one of its inputs.
+        w("clickstream-p0-00000000000000000001-00000000000000000001", &["b"]);
+        compact(root, lake::EVENTS).unwrap();
+        assert_eq!(read().1, ["a", "b", "c", "x"], "the contained input is gone, nothing doubled");
+    }
+}

@@ -1,0 +1,393 @@
+//! `trainer sink`: topics into the lake, exactly once per record.
+//!
+//! Each input partition is buffered on its own and rolled into Parquet files by record count or
+//! age. A roll's files are named after the partition's offset range
+//! (`{topic}-p{partition}-{first}-{last}.parquet`, one per date), written beside and renamed,
+//! fsynced; then the partition's manifest (`_sink/{topic}-p{partition}.json`, the next offset
+//! to write) is replaced atomically, and only then is the offset committed to Kafka.
+//!
+//! The manifest, not the Kafka commit, decides what is in the lake: on restart a partition skips
+//! records below its manifest offset (written, commit lost) and deletes files whose range starts
+//! at or after it (a roll that crashed half-way; its records come again). So a restart never
+//! duplicates or loses a record.
+
+use anyhow::Context;
+use models::{ClickEvent, EnrichedEvent, Label, Verdict};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use rdkafka::Message;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+pub const RECORDS: &str = "fraud_sink_records_total";
+pub const FILES: &str = "fraud_sink_files_total";
+pub const ROLL_SECONDS: &str = "fraud_sink_roll_seconds";
+const MANIFESTS: &str = "_sink";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SinkArgs {
+    #[command(flatten)]
+    pub kafka: platform::config::KafkaArgs,
+    #[command(flatten)]
+    pub topics: platform::config::TopicArgs,
+    /// Lake directory the tables are written into.
+    #[arg(long, env = "LAKE_URL", default_value = "data/lake")]
+    pub lake: PathBuf,
+    /// Consumer group of the sink.
+    #[arg(long, env = "SINK_GROUP_ID", default_value = "lake-sink")]
+    pub group_id: String,
+    /// Roll a partition's file after this many records…
+    #[arg(long, env = "SINK_ROLL_RECORDS", default_value_t = 100_000)]
+    pub roll_records: usize,
+    /// …or once its oldest buffered record has waited this long (seconds).
+    #[arg(long, env = "SINK_ROLL_SECONDS", default_value_t = 60.0)]
+    pub roll_seconds: f64,
+}
+
+#[derive(Clone)]
+pub struct SinkMetrics {
+    records: IntCounterVec,
+    files: IntCounterVec,
+    roll: HistogramVec,
+}
+
+impl SinkMetrics {
+    pub fn register(r: &Registry) -> prometheus::Result<Self> {
+        let m = SinkMetrics {
+            records: IntCounterVec::new(
+                Opts::new(
+                    RECORDS,
+                    "Records the lake sink consumed, by topic and outcome (written, undecodable, already_in_lake)",
+                ),
+                &["topic", "outcome"],
+            )?,
+            files: IntCounterVec::new(Opts::new(FILES, "Parquet files the lake sink wrote, by table"), &["table"])?,
+            roll: HistogramVec::new(
+                HistogramOpts::new(ROLL_SECONDS, "Time to write, fsync and record one roll of a partition")
+                    .buckets(platform::metrics::latency_buckets()),
+                &["table"],
+            )?,
+        };
+        r.register(Box::new(m.records.clone()))?;
+        r.register(Box::new(m.files.clone()))?;
+        r.register(Box::new(m.roll.clone()))?;
+        Ok(m)
+    }
+}
+
+/// What a topic becomes in the lake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    Events,
+    Features,
+    Verdicts,
+    Labels,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Events => lake::EVENTS,
+            Table::Features => lake::FEATURES,
+            Table::Verdicts => lake::VERDICTS,
+            Table::Labels => lake::LABELS,
+        }
+    }
+}
+
+enum Items {
+    Events(Vec<ClickEvent>),
+    Features(Vec<EnrichedEvent>),
+    Verdicts(Vec<Verdict>),
+    Labels(Vec<Label>),
+}
+
+impl Items {
+    fn new(t: Table) -> Items {
+        match t {
+            Table::Events => Items::Events(Vec::new()),
+            Table::Features => Items::Features(Vec::new()),
+            Table::Verdicts => Items::Verdicts(Vec::new()),
+            Table::Labels => Items::Labels(Vec::new()),
+        }
+    }
+
+    /// Decodes and keeps `payload`; an error is the reason it cannot be.
+    fn push(&mut self, payload: &[u8]) -> Result<(), String> {
+        let e = |e: serde_json::Error| e.to_string();
+        match self {
+            Items::Events(v) => {
+                v.push(ClickEvent::decode(payload, models::event::DEFAULT_MAX_EVENT_BYTES).map_err(|e| e.to_string())?)
+            }
+            Items::Features(v) => v.push(serde_json::from_slice(payload).map_err(e)?),
+            Items::Verdicts(v) => v.push(serde_json::from_slice(payload).map_err(e)?),
+            Items::Labels(v) => v.push(serde_json::from_slice(payload).map_err(e)?),
+        }
+        Ok(())
+    }
+
+    fn write(&self, root: &Path, stem: &str) -> anyhow::Result<Vec<PathBuf>> {
+        use lake::Durability::Fsync;
+        match self {
+            Items::Events(v) => lake::write_events(root, stem, v, Fsync),
+            Items::Labels(v) => lake::write_labels(root, stem, v, Fsync),
+            Items::Features(v) => {
+                lake::write_partitioned(root, lake::FEATURES, stem, v, |e| e.event.ts, lake::features_batch, Fsync)
+            }
+            Items::Verdicts(v) => {
+                lake::write_partitioned(root, lake::VERDICTS, stem, v, |v| v.ts, lake::verdicts_batch, Fsync)
+            }
+        }
+    }
+}
+
+/// One partition's unwritten records: offsets `first..=last` (undecodable ones included, so the
+/// range is contiguous and the manifest moves past them).
+struct Roll {
+    first: i64,
+    last: i64,
+    records: usize,
+    items: Items,
+    opened: Instant,
+}
+
+struct PartitionState {
+    table: Table,
+    /// The next offset the lake does not hold yet (the manifest).
+    next: i64,
+    roll: Option<Roll>,
+}
+
+fn stem_prefix(topic: &str, partition: i32) -> String {
+    format!("{topic}-p{partition}-")
+}
+
+fn manifest_path(root: &Path, topic: &str, partition: i32) -> PathBuf {
+    root.join(MANIFESTS).join(format!("{topic}-p{partition}.json"))
+}
+
+/// Reads the partition's manifest and deletes files of rolls that did not complete.
+fn open_partition(root: &Path, table: Table, topic: &str, partition: i32) -> anyhow::Result<PartitionState> {
+    let path = manifest_path(root, topic, partition);
+    let next = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["next_offset"].as_i64())
+            .with_context(|| format!("{} is not a sink manifest", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let prefix = stem_prefix(topic, partition);
+    for (_, files) in lake::partitions(root, table.name())? {
+        for f in files {
+            let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let Some(first) =
+                name.strip_prefix(&prefix).and_then(|r| r.split('-').next()).and_then(|n| n.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            if first >= next {
+                tracing::warn!(file = %f.display(), next, "removing a file of a roll that did not complete; its records are read again");
+                std::fs::remove_file(&f).with_context(|| format!("removing {}", f.display()))?;
+            }
+        }
+    }
+    Ok(PartitionState { table, next, roll: None })
+}
+
+/// Writes a roll's files, then the manifest. Returns the files.
+fn write_roll(root: &Path, topic: &str, partition: i32, roll: &Roll) -> anyhow::Result<Vec<PathBuf>> {
+    let stem = format!("{}{:020}-{:020}", stem_prefix(topic, partition), roll.first, roll.last);
+    let files = roll.items.write(root, &stem)?;
+    let manifest = manifest_path(root, topic, partition);
+    std::fs::create_dir_all(manifest.parent().expect("manifest has a parent"))?;
+    let body = serde_json::json!({"next_offset": roll.last + 1, "files": files.len()});
+    platform::registry::write_atomic(&manifest, body.to_string().as_bytes())?;
+    Ok(files)
+}
+
+pub struct Sink {
+    args: SinkArgs,
+    metrics: SinkMetrics,
+    tables: HashMap<String, Table>,
+    partitions: HashMap<(String, i32), PartitionState>,
+}
+
+impl Sink {
+    pub fn new(args: SinkArgs, metrics: SinkMetrics) -> Sink {
+        let t = &args.topics;
+        let tables = [
+            (t.clickstream_topic.clone(), Table::Events),
+            (t.enriched_topic.clone(), Table::Features),
+            (t.verdicts_topic.clone(), Table::Verdicts),
+            (t.labels_topic.clone(), Table::Labels),
+        ]
+        .into_iter()
+        .collect();
+        Sink { args, metrics, tables, partitions: HashMap::new() }
+    }
+
+    /// Consumes until `shutdown`, then writes what is buffered and commits it.
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.args.lake)
+            .with_context(|| format!("creating the lake at {}", self.args.lake.display()))?;
+        let consumer: StreamConsumer =
+            self.args.kafka.consumer_config(&self.args.group_id)?.create().context("creating the sink's consumer")?;
+        let topics: Vec<&str> = self.tables.keys().map(String::as_str).collect();
+        consumer.subscribe(&topics).context("subscribing to the sink's topics")?;
+        tracing::info!(?topics, lake = %self.args.lake.display(), "lake sink running");
+        let tick = Duration::from_millis(250);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                m = tokio::time::timeout(tick, consumer.recv()) => match m {
+                    Ok(Ok(msg)) => {
+                        let key = (msg.topic().to_string(), msg.partition());
+                        self.accept(&key, msg.offset(), msg.payload().unwrap_or_default()).await?;
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "consumer error; retrying"),
+                    Err(_) => {}
+                },
+            }
+            self.roll_due(&consumer, false).await?;
+        }
+        self.roll_due(&consumer, true).await?;
+        // Async commits are in flight; a final sync commit of the same positions settles them.
+        let _ = consumer.commit_consumer_state(CommitMode::Sync);
+        tracing::info!("lake sink stopped; everything consumed is in the lake");
+        Ok(())
+    }
+
+    async fn accept(&mut self, key: &(String, i32), offset: i64, payload: &[u8]) -> anyhow::Result<()> {
+        let Some(table) = self.tables.get(&key.0).copied() else { return Ok(()) };
+        if !self.partitions.contains_key(key) {
+            let (root, topic, p) = (self.args.lake.clone(), key.0.clone(), key.1);
+            let st = tokio::task::spawn_blocking(move || open_partition(&root, table, &topic, p)).await??;
+            self.partitions.insert(key.clone(), st);
+        }
+        let st = self.partitions.get_mut(key).expect("inserted above");
+        if offset < st.next {
+            self.metrics.records.with_label_values(&[&key.0, "already_in_lake"]).inc();
+            return Ok(());
+        }
+        let roll = st.roll.get_or_insert_with(|| Roll {
+            first: offset,
+            last: offset,
+            records: 0,
+            items: Items::new(st.table),
+            opened: Instant::now(),
+        });
+        roll.last = offset;
+        roll.records += 1;
+        match roll.items.push(payload) {
+            Ok(()) => self.metrics.records.with_label_values(&[&key.0, "written"]).inc(),
+            Err(reason) => {
+                // The enricher dead-letters bad clickstream records; the sink only counts them.
+                tracing::warn!(topic = %key.0, partition = key.1, offset, %reason, "record left out of the lake");
+                self.metrics.records.with_label_values(&[&key.0, "undecodable"]).inc();
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every roll that is full or old enough (all of them when `all`), then commits.
+    async fn roll_due(&mut self, consumer: &StreamConsumer, all: bool) -> anyhow::Result<()> {
+        let max_age = Duration::from_secs_f64(self.args.roll_seconds.max(0.0));
+        let due: Vec<(String, i32)> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| {
+                s.roll
+                    .as_ref()
+                    .is_some_and(|r| all || r.records >= self.args.roll_records || r.opened.elapsed() >= max_age)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut commit = rdkafka::TopicPartitionList::new();
+        for key in due {
+            let st = self.partitions.get_mut(&key).expect("listed above");
+            let roll = st.roll.take().expect("due rolls exist");
+            let (root, table) = (self.args.lake.clone(), st.table);
+            let started = Instant::now();
+            let topic = key.0.clone();
+            let (roll, files) = tokio::task::spawn_blocking(move || {
+                let files = write_roll(&root, &topic, key.1, &roll);
+                (roll, files)
+            })
+            .await?;
+            let files = files.with_context(|| format!("writing {} partition {} into the lake", key.0, key.1))?;
+            self.metrics.roll.with_label_values(&[table.name()]).observe(started.elapsed().as_secs_f64());
+            self.metrics.files.with_label_values(&[table.name()]).inc_by(files.len() as u64);
+            st.next = roll.last + 1;
+            tracing::debug!(topic = %key.0, partition = key.1, first = roll.first, last = roll.last, files = files.len(), "rolled");
+            commit.add_partition_offset(&key.0, key.1, rdkafka::Offset::Offset(st.next))?;
+        }
+        // The lake already holds these records (the manifests say so); the commit only saves
+        // re-reading them after a restart.
+        if let Err(e) = consumer.commit(&commit, CommitMode::Async) {
+            tracing::warn!(error = %e, "offset commit failed; a restart re-reads and skips what the lake holds");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A minimal login event at `ts` (also used by the compaction tests).
+    pub(crate) fn event(id: &str, ts: i64) -> ClickEvent {
+        ClickEvent::decode(
+            format!(
+                r#"{{"event_id":"{id}","ts":"{}","session_id":"s","type":"login","ip":"10.0.0.1"}}"#,
+                models::format_ts(ts)
+            )
+            .as_bytes(),
+            10_000,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_roll_that_crashed_half_way_is_removed_and_a_complete_one_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let roll = |first, last, ids: &[(&str, i64)]| Roll {
+            first,
+            last,
+            records: ids.len(),
+            items: Items::Events(ids.iter().map(|(id, ts)| event(id, *ts)).collect()),
+            opened: Instant::now(),
+        };
+        const DAY: i64 = 86_400_000;
+        write_roll(root, "clickstream", 0, &roll(0, 1, &[("a", 0), ("b", DAY)])).unwrap();
+        // A second roll wrote its files but crashed before its manifest: simulate by writing
+        // them and putting the first roll's manifest back.
+        let manifest = std::fs::read(manifest_path(root, "clickstream", 0)).unwrap();
+        write_roll(root, "clickstream", 0, &roll(2, 3, &[("c", 0), ("d", DAY)])).unwrap();
+        std::fs::write(manifest_path(root, "clickstream", 0), manifest).unwrap();
+        // Another partition's files are not touched.
+        write_roll(root, "clickstream", 1, &roll(5, 5, &[("e", 0)])).unwrap();
+
+        let st = open_partition(root, Table::Events, "clickstream", 0).unwrap();
+        assert_eq!(st.next, 2);
+        let mut ids: Vec<String> = lake::partitions(root, lake::EVENTS)
+            .unwrap()
+            .into_iter()
+            .flat_map(|(_, f)| lake::read_events(&f).unwrap().0)
+            .map(|e| e.event_id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["a", "b", "e"]);
+        assert_eq!(
+            open_partition(root, Table::Events, "clickstream", 7).unwrap().next,
+            0,
+            "no manifest: from the start"
+        );
+    }
+}
