@@ -32,11 +32,17 @@ impl Stack {
 
     /// A stack whose topics have `partitions` partitions (1 gives one total order).
     pub fn with_partitions(partitions: u32) -> Stack {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let stack = Stack { dir, kafka_port: free_port(), redis_port: free_port(), partitions };
-        let status = stack.script("up");
-        assert!(status.success(), "scripts/stack up failed");
-        stack
+        // A port found free can be taken before the broker binds it (other tests' clients use
+        // ephemeral ports too): `up` refuses a taken port, so try again on fresh ones.
+        for attempt in 1..=3 {
+            let dir = tempfile::tempdir().expect("a temp dir");
+            let stack = Stack { dir, kafka_port: free_port(), redis_port: free_port(), partitions };
+            if stack.script("up").success() {
+                return stack;
+            }
+            eprintln!("[stack] attempt {attempt} failed; retrying on other ports");
+        }
+        panic!("scripts/stack up failed three times")
     }
 
     pub fn script(&self, verb: &str) -> std::process::ExitStatus {

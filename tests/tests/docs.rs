@@ -51,6 +51,9 @@ fn every_exported_metric_is_in_the_readme_catalogue() {
         platform::trainer_status::LAST_RUN_OUTCOME,
         platform::trainer_status::TEST_METRIC,
         platform::trainer_status::EVENTS_READ,
+        trainer::sink::RECORDS,
+        trainer::sink::FILES,
+        trainer::sink::ROLL_SECONDS,
     ];
     let missing: Vec<_> = names.iter().filter(|n| !text.contains(&format!("| `{n}` |"))).collect();
     assert!(missing.is_empty(), "metrics missing from README: {missing:?}");
