@@ -165,3 +165,62 @@ impl Split {
         ds.rows.iter().filter(|r| r.ts >= window.0 && r.ts < window.1).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use models::{LabelKind, LabelSource};
+
+    fn event(id: &str, session: &str, user: &str, ts: i64) -> ClickEvent {
+        let json = format!(
+            r#"{{"event_id":"{id}","ts":"{}","session_id":"{session}","user_id":"{user}","type":"login","ip":"10.0.0.1"}}"#,
+            models::format_ts(ts)
+        );
+        ClickEvent::decode(json.as_bytes(), 10_000).unwrap()
+    }
+
+    fn label(id: &str, ts: i64, user: &str, session: Option<&str>, kind: LabelKind) -> Label {
+        Label {
+            label_id: id.into(),
+            ts,
+            user_id: user.into(),
+            session_id: session.map(str::to_string),
+            event_id: None,
+            is_fraud: true,
+            kind: Some(kind),
+            source: Some(LabelSource::Chargeback),
+        }
+    }
+
+    #[test]
+    fn a_label_that_arrives_after_the_cutoff_is_not_used_and_account_labels_count_from_their_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = 1_780_000_000_000 - 1_780_000_000_000 % DAY_MS;
+        let events = [
+            event("a1", "sa", "ua", t0),
+            event("b1", "sb", "ub", t0 + 1000),
+            event("m1", "sm1", "um", t0 + 2000),
+            event("m2", "sm2", "um", t0 + 2 * DAY_MS),
+        ];
+        lake::write_events(dir.path(), "t", &events, lake::Durability::Buffered).unwrap();
+        let cutoff = t0 + 3 * DAY_MS;
+        let labels = [
+            label("known", t0 + DAY_MS, "ua", Some("sa"), LabelKind::Scam),
+            // Known only after the cut-off: at training time nobody knew sb was fraud.
+            label("late", cutoff + 1, "ub", Some("sb"), LabelKind::Bot),
+            // The mule account is labelled on day 1: its day-2 session is fraud, day-0 is not.
+            label("account", t0 + DAY_MS, "um", None, LabelKind::Mule),
+        ];
+        lake::write_labels(dir.path(), "t", &labels, lake::Durability::Buffered).unwrap();
+        let ds = build(dir.path(), Some(cutoff), |_, _| {}).unwrap();
+        let by_id: HashMap<&str, &Row> = events.iter().map(|e| e.event_id.as_str()).zip(&ds.rows).collect();
+        assert_eq!((ds.labels_used, ds.labels_late), (2, 1));
+        assert_eq!((by_id["a1"].fraud, by_id["a1"].kind), (true, Some(LabelKind::Scam)));
+        assert!(!by_id["b1"].fraud, "the late label is not used");
+        assert!(!by_id["m1"].fraud, "before the account label's time");
+        assert_eq!((by_id["m2"].fraud, by_id["m2"].kind), (true, Some(LabelKind::Mule)));
+        // With a later cut-off the late label counts.
+        let later = build(dir.path(), Some(cutoff + 2), |_, _| {}).unwrap();
+        assert!(later.rows[1].fraud);
+    }
+}
