@@ -58,19 +58,25 @@ pub struct Node {
 }
 
 impl Tree {
-    /// Adds the tree's value for `x` to the margin and each split's change to its feature.
-    fn walk(&self, x: &[f64], contributions: &mut [f64]) -> f64 {
-        let mut i = 0;
-        loop {
-            let n = &self.nodes[i];
-            if n.left == 0 {
-                return n.value;
-            }
-            let f = n.feature as usize;
-            let next = if x[f] < n.threshold { n.left } else { n.right } as usize;
-            contributions[f] += self.nodes[next].value - n.value;
-            i = next;
+    /// The leaf value for the features `x(j)`, calling `step(split, child)` on the way down.
+    fn descend(&self, x: impl Fn(usize) -> f64, mut step: impl FnMut(&Node, &Node)) -> f64 {
+        let mut n = &self.nodes[0];
+        while n.left != 0 {
+            let next = &self.nodes[if x(n.feature as usize) < n.threshold { n.left } else { n.right } as usize];
+            step(n, next);
+            n = next;
         }
+        n.value
+    }
+
+    /// The tree's value for the features `x(j)` (the trainer's rows are `f32`).
+    pub fn value(&self, x: impl Fn(usize) -> f64) -> f64 {
+        self.descend(x, |_, _| {})
+    }
+
+    /// The tree's value for `x`, adding each split's change in value to its feature.
+    fn walk(&self, x: &[f64], contributions: &mut [f64]) -> f64 {
+        self.descend(|j| x[j], |split, child| contributions[split.feature as usize] += child.value - split.value)
     }
 
     /// Structural checks so a hand-edited or corrupt artifact cannot loop or index out of bounds.

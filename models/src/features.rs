@@ -484,8 +484,11 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
 
     set(F::UserKnown, flag(matches!(ro(s.user_known), Some(OpResult::Time(Some(_))))));
     set(F::UserDeviceNew, is_new(s.user_device));
-    let device_age = ro(s.user_device).and_then(OpResult::time).map(|t| (ts - t).max(0) as f64 / DAY_MS as f64);
-    set(F::UserDeviceAgeDays, device_age.unwrap_or(0.0));
+    // Days since a first-seen time (0 when there is none).
+    let age = |i: Option<usize>| {
+        ro(i).and_then(OpResult::time).map(|t| (ts - t).max(0) as f64 / DAY_MS as f64).unwrap_or(0.0)
+    };
+    set(F::UserDeviceAgeDays, age(s.user_device));
     set(F::UserIpNew, is_new(s.user_ip));
     set(F::UserSubnetNew, is_new(s.user_subnet));
     set(F::UserCountryNew, is_new(s.user_country));
@@ -496,9 +499,6 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     set(F::UserPayeeAdds24h, count(s.user_payee_adds_24h));
     set(F::IpFailedLogins1m, r(s.ip_fail_1m).count() as f64);
     set(F::SubnetFailedLogins1h, r(s.subnet_fail_1h).count() as f64);
-    let age = |i: Option<usize>| {
-        ro(i).and_then(OpResult::time).map(|t| (ts - t).max(0) as f64 / DAY_MS as f64).unwrap_or(0.0)
-    };
     set(F::UserIpAgeDays, age(s.user_ip));
     set(F::UserSubnetAgeDays, age(s.user_subnet));
     set(F::UserCountryAgeDays, age(s.user_country));

@@ -12,7 +12,6 @@ use clap::Parser;
 use models::features::{FEATURES, feature_schema_hash};
 use models::{Action, EnrichedEvent, Reason, Verdict};
 use platform::auth::{ApiError, Tokens};
-
 use platform::config::{RedisPolicy, ServiceArgs, TopicArgs};
 use platform::http::Readiness;
 use platform::metrics::{PipelineMetrics, latency_buckets};

@@ -12,6 +12,17 @@ pub struct Stack {
     pub partitions: u32,
 }
 
+/// Whether nothing listens on `port` any more within five seconds.
+fn port_closes(port: u16) -> bool {
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
@@ -103,13 +114,7 @@ impl Stack {
             .unwrap_or(false);
         // redis-cli reports the dropped connection of a successful SHUTDOWN as an error on
         // some versions; what matters is that the port is closed.
-        for _ in 0..50 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.redis_port)).is_err() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("redis on {} did not stop (redis-cli ok: {ok})", self.redis_port);
+        assert!(port_closes(self.redis_port), "redis on {} did not stop (redis-cli ok: {ok})", self.redis_port);
     }
 
     /// Kills the broker (SIGKILL: no clean shutdown) and returns at once.
@@ -117,13 +122,7 @@ impl Stack {
         let pid = std::fs::read_to_string(self.dir.path().join("tansu.pid")).expect("tansu.pid");
         let status = Command::new("kill").args(["-9", pid.trim()]).status().expect("kill");
         assert!(status.success(), "kill -9 tansu");
-        for _ in 0..50 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.kafka_port)).is_err() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("tansu on {} did not stop", self.kafka_port);
+        assert!(port_closes(self.kafka_port), "tansu on {} did not stop", self.kafka_port);
     }
 
     /// Starts whatever of the stack is not running (same ports, same data).

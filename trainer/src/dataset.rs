@@ -68,10 +68,6 @@ impl Truth {
         (t, used, late)
     }
 
-    pub fn is_fraud(&self, ev: &ClickEvent) -> bool {
-        self.fraud_kind(ev).is_some()
-    }
-
     /// `Some(kind)` if the event is fraudulent by the labels known (kind `Other` when the
     /// label named none), `None` if legitimate.
     pub fn fraud_kind(&self, ev: &ClickEvent) -> Option<LabelKind> {

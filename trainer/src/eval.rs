@@ -66,14 +66,9 @@ pub fn sessions(rows: &[&Row], scores: &[f64]) -> Vec<Session> {
     v
 }
 
-/// `(score, is_fraud)` per session, highest score first.
-pub fn by_session(rows: &[&Row], scores: &[f64]) -> Vec<(f64, bool)> {
-    sessions(rows, scores).into_iter().map(|s| (s.score, s.fraud)).collect()
-}
-
 /// `[share, score]` pairs: the score above which `share` of the sessions fall (sessions sorted
-/// by score, descending, as [`by_session`] returns them).
-pub fn top_shares(sessions: &[(f64, bool)]) -> Vec<[f64; 2]> {
+/// by score, descending, as [`sessions`] returns them).
+pub fn top_shares(sessions: &[Session]) -> Vec<[f64; 2]> {
     const SHARES: [f64; 12] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5];
     if sessions.is_empty() {
         return Vec::new();
@@ -82,7 +77,7 @@ pub fn top_shares(sessions: &[(f64, bool)]) -> Vec<[f64; 2]> {
         .iter()
         .map(|s| {
             let i = ((s * sessions.len() as f64) as usize).min(sessions.len() - 1);
-            [*s, sessions[i].0]
+            [*s, sessions[i].score]
         })
         .collect()
 }

@@ -8,7 +8,7 @@
 //! loss has not improved for `patience` trees, and keeps the best prefix.
 
 use crate::dataset::Row;
-use models::artifact::{Node, Tree};
+use models::artifact::{Node, Tree, sigmoid};
 use models::features::FEATURES;
 
 #[derive(Debug, Clone, Copy)]
@@ -97,10 +97,6 @@ impl Rng {
     }
 }
 
-fn sigmoid(z: f64) -> f64 {
-    1.0 / (1.0 + (-z).exp())
-}
-
 /// Weighted log loss of margins against labels.
 fn log_loss(margins: &[f64], y: &[bool], w_pos: f64) -> f64 {
     let (mut loss, mut wsum) = (0.0, 0.0);
@@ -115,7 +111,7 @@ fn log_loss(margins: &[f64], y: &[bool], w_pos: f64) -> f64 {
 
 struct Grower<'a> {
     binned: &'a [Vec<u8>],
-    n_bins: Vec<usize>,
+    n_bins: &'a [usize],
     bins: &'a Bins,
     g: &'a [f64],
     h: &'a [f64],
@@ -205,14 +201,7 @@ fn leaf() -> Node {
 }
 
 fn tree_value(t: &Tree, x: &[f32]) -> f64 {
-    let mut i = 0;
-    loop {
-        let n = &t.nodes[i];
-        if n.left == 0 {
-            return n.value;
-        }
-        i = if f64::from(x[n.feature as usize]) < n.threshold { n.left } else { n.right } as usize;
-    }
+    t.value(|j| f64::from(x[j]))
 }
 
 /// Fits the ensemble on `train`; `valid` (if it holds both classes) drives early stopping.
@@ -250,8 +239,7 @@ pub fn fit(train: &[&Row], valid: &[&Row], p: &Params, mut progress: impl FnMut(
             h[i] = (w[i] * q * (1.0 - q)).max(1e-12);
         }
         let mut rows: Vec<u32> = (0..train.len() as u32).filter(|_| rng.unit() < p.subsample).collect();
-        let mut grower =
-            Grower { binned: &binned, n_bins: n_bins.clone(), bins: &bins, g: &g, h: &h, p, nodes: vec![leaf()] };
+        let mut grower = Grower { binned: &binned, n_bins: &n_bins, bins: &bins, g: &g, h: &h, p, nodes: vec![leaf()] };
         grower.grow(0, &mut rows, 0);
         let tree = Tree { nodes: grower.nodes };
         for (m, r) in margin.iter_mut().zip(train) {

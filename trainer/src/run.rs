@@ -115,15 +115,14 @@ struct Candidate {
 }
 
 fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
-    // Hidden when stderr is not a terminal (CI, logs): the tracing lines say the same.
-    let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {elapsed_precise} eta {eta}")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(what.to_string());
-    bar
+    // On stderr, hidden when it is not a terminal (CI, logs): the tracing lines say the same.
+    indicatif::ProgressBar::new(len)
+        .with_style(
+            indicatif::ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {elapsed_precise} eta {eta}")
+                .expect("static template")
+                .progress_chars("=> "),
+        )
+        .with_message(what.to_string())
 }
 
 /// Calibrates `model` on the validation rows and measures it there.
@@ -136,8 +135,7 @@ fn calibrate(mut model: ModelArtifact, valid_rows: &[&Row]) -> (ModelArtifact, M
     let sessions = eval::sessions(valid_rows, &score_rows(&model, valid_rows));
     // The validation window's session score distribution lets a policy set thresholds by
     // target alert rate (`top_share`) instead of by raw score.
-    let flat: Vec<(f64, bool)> = sessions.iter().map(|s| (s.score, s.fraud)).collect();
-    model.meta["session_score_top_shares"] = serde_json::json!(eval::top_shares(&flat));
+    model.meta["session_score_top_shares"] = serde_json::json!(eval::top_shares(&sessions));
     (model, eval::metrics(&sessions))
 }
 
@@ -202,14 +200,22 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
         .max_by(|a, b| a.1.valid.average_precision.total_cmp(&b.1.valid.average_precision))
         .map(|(i, _)| i)
         .expect("at least one model family is fitted");
-    let selection: Vec<(String, f64, Metrics)> = candidates
+    let t2 = Instant::now();
+    let mut tested: Vec<(Vec<eval::Session>, Metrics)> = candidates
         .iter()
         .map(|c| {
-            let test = eval::metrics(&eval::sessions(&test_rows, &score_rows(&c.model, &test_rows)));
-            (c.model.kind().to_string(), c.valid.average_precision, test)
+            let sessions = eval::sessions(&test_rows, &score_rows(&c.model, &test_rows));
+            let metrics = eval::metrics(&sessions);
+            (sessions, metrics)
         })
         .collect();
+    let selection: Vec<(String, f64, Metrics)> = candidates
+        .iter()
+        .zip(&tested)
+        .map(|(c, (_, test))| (c.model.kind().to_string(), c.valid.average_precision, test.clone()))
+        .collect();
     let mut model = candidates.swap_remove(chosen).model;
+    let (test_sessions, test) = tested.swap_remove(chosen);
     model.meta["model_selection"] = serde_json::json!(
         selection
             .iter()
@@ -217,9 +223,6 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
             .collect::<Vec<_>>()
     );
 
-    let t2 = Instant::now();
-    let test_sessions = eval::sessions(&test_rows, &score_rows(&model, &test_rows));
-    let test = eval::metrics(&test_sessions);
     let champion = platform::registry::current_version(&args.registry)?;
     let champion_model = champion.as_ref().map(|v| platform::registry::load(&args.registry, v));
     let (promote, why, champion_test, champion_sessions) = match champion_model {

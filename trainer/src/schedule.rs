@@ -6,7 +6,7 @@
 use crate::run::{self, TrainArgs};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use tokio_util::sync::CancellationToken;
 
@@ -39,39 +39,39 @@ pub fn next_runs(s: &cron::Schedule, after: DateTime<Utc>, n: usize) -> Vec<Date
     s.after(&after).take(n).collect()
 }
 
-/// Merges each date partition's small files of one table into one file per source partition
-/// range. Only files the sink has finished (named `{topic}-p{n}-{first}-{last}`) are merged; the
-/// merged file's name covers the whole range, and the inputs are deleted after it is durable. A
-/// crash in between leaves the inputs beside a file whose range contains theirs: the next
-/// compaction deletes the contained ones first.
+/// Merges each date partition's sink files of one table into one file per source partition.
+/// Only files of rolls the sink has completed (below the source's manifest offset) are merged:
+/// a roll being written, or one a crash left half-done, is the sink's to finish or remove. The
+/// merged file's name covers the whole range, and the inputs are deleted after it is durable; a
+/// crash in between leaves inputs beside a file whose range contains theirs, and the next
+/// compaction deletes those first.
 pub fn compact(root: &Path, table: &str) -> anyhow::Result<usize> {
+    use crate::sink::{manifest_next, parse_roll_stem, roll_stem};
     use std::collections::BTreeMap;
     let mut merged = 0;
+    let mut next: BTreeMap<String, i64> = BTreeMap::new();
     for (date, files) in lake::partitions(root, table)? {
-        // group → [(first, last, path)]
-        let mut groups: BTreeMap<String, Vec<(i64, i64, std::path::PathBuf)>> = BTreeMap::new();
+        let mut groups: BTreeMap<String, Vec<(i64, i64, PathBuf)>> = BTreeMap::new();
         for f in files {
-            let name = f.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let mut parts = name.rsplitn(3, '-');
-            let (Some(last), Some(first), Some(group)) = (parts.next(), parts.next(), parts.next()) else { continue };
-            let (Ok(first), Ok(last)) = (first.parse::<i64>(), last.parse::<i64>()) else { continue };
-            groups.entry(group.to_string()).or_default().push((first, last, f));
+            let stem = f.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let Some((source, first, last)) = parse_roll_stem(&stem) else { continue };
+            let done = match next.get(source) {
+                Some(n) => *n,
+                None => *next.entry(source.to_string()).or_insert(manifest_next(root, source)?),
+            };
+            if last < done {
+                groups.entry(source.to_string()).or_default().push((first, last, f.clone()));
+            }
         }
-        for (group, mut ranges) in groups {
-            ranges.sort();
-            // Files left inside a bigger file's range by an interrupted compaction.
-            let mut kept: Vec<(i64, i64, std::path::PathBuf)> = Vec::new();
+        for (source, mut ranges) in groups {
+            // By first offset, the wider range first: a file inside another's range (left by an
+            // interrupted compaction) then always comes after the one containing it.
+            ranges.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+            let mut kept: Vec<(i64, i64, PathBuf)> = Vec::new();
             for r in ranges {
                 if kept.iter().any(|k| k.0 <= r.0 && r.1 <= k.1) {
                     std::fs::remove_file(&r.2)?;
                 } else {
-                    kept.retain(|k| {
-                        let inside = r.0 <= k.0 && k.1 <= r.1;
-                        if inside {
-                            let _ = std::fs::remove_file(&k.2);
-                        }
-                        !inside
-                    });
                     kept.push(r);
                 }
             }
@@ -79,9 +79,11 @@ pub fn compact(root: &Path, table: &str) -> anyhow::Result<usize> {
                 continue;
             }
             let (first, last) = (kept[0].0, kept.iter().map(|k| k.1).max().unwrap_or(kept[0].1));
-            let stem = format!("{group}-{first:020}-{last:020}");
-            let paths: Vec<_> = kept.iter().map(|k| k.2.clone()).collect();
-            let out = root.join(table).join(format!("date={date}")).join(format!("{stem}.parquet"));
+            let out = root
+                .join(table)
+                .join(format!("date={date}"))
+                .join(format!("{}.parquet", roll_stem(&source, first, last)));
+            let paths: Vec<_> = kept.into_iter().map(|k| k.2).collect();
             lake::merge_files(&paths, &out)?;
             for p in paths.iter().filter(|p| **p != out) {
                 std::fs::remove_file(p)?;
@@ -161,6 +163,10 @@ mod tests {
         w("clickstream-p0-00000000000000000000-00000000000000000001", &["a", "b"]);
         w("clickstream-p0-00000000000000000002-00000000000000000002", &["c"]);
         w("clickstream-p1-00000000000000000000-00000000000000000000", &["x"]);
+        // A roll past its manifest (being written, or crashed half-way) is the sink's business.
+        w("clickstream-p0-00000000000000000003-00000000000000000003", &["d"]);
+        crate::sink::record_manifest(root, "clickstream-p0", 3).unwrap();
+        crate::sink::record_manifest(root, "clickstream-p1", 1).unwrap();
         assert_eq!(compact(root, lake::EVENTS).unwrap(), 2);
         let read = || {
             let parts = lake::partitions(root, lake::EVENTS).unwrap();
@@ -176,13 +182,16 @@ mod tests {
             names,
             [
                 "clickstream-p0-00000000000000000000-00000000000000000002",
+                "clickstream-p0-00000000000000000003-00000000000000000003",
                 "clickstream-p1-00000000000000000000-00000000000000000000"
             ]
         );
-        assert_eq!(ids, ["a", "b", "c", "x"]);
-        // An interrupted compaction: a merged file beside one of its inputs.
+        assert_eq!(ids, ["a", "b", "c", "d", "x"]);
+        // Interrupted compactions: a merged file beside inputs it contains (one sharing its
+        // first offset).
         w("clickstream-p0-00000000000000000001-00000000000000000001", &["b"]);
+        w("clickstream-p0-00000000000000000000-00000000000000000001", &["a", "b"]);
         compact(root, lake::EVENTS).unwrap();
-        assert_eq!(read().1, ["a", "b", "c", "x"], "the contained input is gone, nothing doubled");
+        assert_eq!(read().1, ["a", "b", "c", "d", "x"], "the contained inputs are gone, nothing doubled");
     }
 }

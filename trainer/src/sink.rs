@@ -160,35 +160,51 @@ struct PartitionState {
     roll: Option<Roll>,
 }
 
-fn stem_prefix(topic: &str, partition: i32) -> String {
-    format!("{topic}-p{partition}-")
+/// The name of one input partition in the lake: `{topic}-p{partition}`.
+pub fn source(topic: &str, partition: i32) -> String {
+    format!("{topic}-p{partition}")
 }
 
-fn manifest_path(root: &Path, topic: &str, partition: i32) -> PathBuf {
-    root.join(MANIFESTS).join(format!("{topic}-p{partition}.json"))
+/// A roll's file stem: the source and its offset range, `{source}-{first}-{last}`.
+pub fn roll_stem(source: &str, first: i64, last: i64) -> String {
+    format!("{source}-{first:020}-{last:020}")
+}
+
+/// The inverse of [`roll_stem`]: `(source, first, last)`, or `None` for a file the sink did
+/// not name (a generator's, another tool's).
+pub fn parse_roll_stem(stem: &str) -> Option<(&str, i64, i64)> {
+    let mut parts = stem.rsplitn(3, '-');
+    let last = parts.next()?.parse().ok()?;
+    let first = parts.next()?.parse().ok()?;
+    Some((parts.next()?, first, last))
+}
+
+fn manifest_path(root: &Path, source: &str) -> PathBuf {
+    root.join(MANIFESTS).join(format!("{source}.json"))
+}
+
+/// The next offset of `source` the lake does not hold: everything below it is in the lake, in
+/// files of completed rolls (0 when the source has no manifest).
+pub fn manifest_next(root: &Path, source: &str) -> anyhow::Result<i64> {
+    let path = manifest_path(root, source);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["next_offset"].as_i64())
+            .with_context(|| format!("{} is not a sink manifest", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 /// Reads the partition's manifest and deletes files of rolls that did not complete.
 fn open_partition(root: &Path, table: Table, topic: &str, partition: i32) -> anyhow::Result<PartitionState> {
-    let path = manifest_path(root, topic, partition);
-    let next = match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v["next_offset"].as_i64())
-            .with_context(|| format!("{} is not a sink manifest", path.display()))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    let prefix = stem_prefix(topic, partition);
+    let own = source(topic, partition);
+    let next = manifest_next(root, &own)?;
     for (_, files) in lake::partitions(root, table.name())? {
         for f in files {
-            let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let Some(first) =
-                name.strip_prefix(&prefix).and_then(|r| r.split('-').next()).and_then(|n| n.parse::<i64>().ok())
-            else {
-                continue;
-            };
-            if first >= next {
+            let stem = f.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if parse_roll_stem(&stem).is_some_and(|(s, first, _)| s == own && first >= next) {
                 tracing::warn!(file = %f.display(), next, "removing a file of a roll that did not complete; its records are read again");
                 std::fs::remove_file(&f).with_context(|| format!("removing {}", f.display()))?;
             }
@@ -199,13 +215,17 @@ fn open_partition(root: &Path, table: Table, topic: &str, partition: i32) -> any
 
 /// Writes a roll's files, then the manifest. Returns the files.
 fn write_roll(root: &Path, topic: &str, partition: i32, roll: &Roll) -> anyhow::Result<Vec<PathBuf>> {
-    let stem = format!("{}{:020}-{:020}", stem_prefix(topic, partition), roll.first, roll.last);
-    let files = roll.items.write(root, &stem)?;
-    let manifest = manifest_path(root, topic, partition);
-    std::fs::create_dir_all(manifest.parent().expect("manifest has a parent"))?;
-    let body = serde_json::json!({"next_offset": roll.last + 1, "files": files.len()});
-    platform::registry::write_atomic(&manifest, body.to_string().as_bytes())?;
+    let source = source(topic, partition);
+    let files = roll.items.write(root, &roll_stem(&source, roll.first, roll.last))?;
+    record_manifest(root, &source, roll.last + 1)?;
     Ok(files)
+}
+
+/// Durably records that the lake holds every offset of `source` below `next`.
+pub(crate) fn record_manifest(root: &Path, source: &str, next: i64) -> anyhow::Result<()> {
+    let manifest = manifest_path(root, source);
+    std::fs::create_dir_all(manifest.parent().expect("manifest has a parent"))?;
+    platform::registry::write_atomic(&manifest, serde_json::json!({ "next_offset": next }).to_string().as_bytes())
 }
 
 pub struct Sink {
@@ -368,9 +388,9 @@ pub(crate) mod tests {
         write_roll(root, "clickstream", 0, &roll(0, 1, &[("a", 0), ("b", DAY)])).unwrap();
         // A second roll wrote its files but crashed before its manifest: simulate by writing
         // them and putting the first roll's manifest back.
-        let manifest = std::fs::read(manifest_path(root, "clickstream", 0)).unwrap();
+        let manifest = std::fs::read(manifest_path(root, "clickstream-p0")).unwrap();
         write_roll(root, "clickstream", 0, &roll(2, 3, &[("c", 0), ("d", DAY)])).unwrap();
-        std::fs::write(manifest_path(root, "clickstream", 0), manifest).unwrap();
+        std::fs::write(manifest_path(root, "clickstream-p0"), manifest).unwrap();
         // Another partition's files are not touched.
         write_roll(root, "clickstream", 1, &roll(5, 5, &[("e", 0)])).unwrap();
 
