@@ -8,7 +8,8 @@
 //! All times are event times in epoch milliseconds. Sets are ordered by `(score, member)`, as in
 //! a Redis sorted set.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
@@ -75,20 +76,70 @@ impl OpResult {
     }
 }
 
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A sorted set as a time-ordered deque: replay adds mostly at the back and trims at the front,
+/// and a window count is two binary searches (Redis `ZCOUNT` is logarithmic too).
 #[derive(Debug, Default, Clone)]
 struct SortedSet {
-    by_order: BTreeSet<(i64, String)>,
-    score: HashMap<String, i64>,
+    by_order: VecDeque<(i64, Arc<str>)>,
+    score: Map<Arc<str>, i64>,
+}
+
+impl SortedSet {
+    /// Index of the first entry at or after `(ts, member)` in `(score, member)` order.
+    fn position(&self, ts: i64, member: &str) -> usize {
+        self.by_order.partition_point(|(s, m)| (*s, &**m) < (ts, member))
+    }
+
+    /// Index range of entries with a score in `[from, to]`.
+    fn window(&self, from: i64, to: i64) -> std::ops::Range<usize> {
+        let lo = self.by_order.partition_point(|(s, _)| *s < from);
+        let hi = self.by_order.partition_point(|(s, _)| *s <= to);
+        lo..hi.max(lo)
+    }
+
+    fn add(&mut self, member: &str, ts: i64) {
+        let member: Arc<str> = match self.score.get_key_value(member) {
+            Some((_, old)) if *old >= ts => return,
+            Some((m, old)) => {
+                let (m, old) = (m.clone(), *old);
+                let at = self.position(old, &m);
+                self.by_order.remove(at);
+                m
+            }
+            None => Arc::from(member),
+        };
+        let at = self.position(ts, &member);
+        self.by_order.insert(at, (ts, member.clone()));
+        self.score.insert(member, ts);
+    }
+
+    fn trim(&mut self, keep_after: i64, max_len: usize) {
+        while let Some((sc, _)) = self.by_order.front() {
+            if *sc < keep_after || self.by_order.len() > max_len {
+                if let Some((_, m)) = self.by_order.pop_front() {
+                    self.score.remove(&m);
+                }
+            } else {
+                break;
+            }
+        }
+    }
 }
 
 /// In-process executor with the same semantics as the Redis one. Used for offline replay and as
 /// the reference in the store contract tests. It ignores `ttl_s` (expiry is wall-clock memory
 /// management, not part of the feature semantics).
+///
+/// Replay runs every event of the lake through here, so it avoids work per op: a fast
+/// non-cryptographic hash (keys come from our own lake, not from an attacker at this point),
+/// no key copies for keys that exist, shared member strings.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryHistory {
-    sets: HashMap<String, SortedSet>,
-    maps: HashMap<String, HashMap<String, i64>>,
-    strings: HashMap<String, String>,
+    sets: Map<String, SortedSet>,
+    maps: Map<String, Map<String, i64>>,
+    strings: Map<String, String>,
 }
 
 impl MemoryHistory {
@@ -98,53 +149,32 @@ impl MemoryHistory {
 
     pub fn apply(&mut self, op: &Op) -> OpResult {
         match op {
-            Op::Count { key, from, to } => OpResult::Count(
-                self.sets
-                    .get(key)
-                    .map(|s| s.by_order.range((*from, String::new())..).take_while(|(sc, _)| sc <= to).count())
-                    .unwrap_or(0) as u64,
-            ),
+            Op::Count { key, from, to } => {
+                OpResult::Count(self.sets.get(key).map(|s| s.window(*from, *to).len()).unwrap_or(0) as u64)
+            }
             Op::Range { key, from, to } => OpResult::Range(
                 self.sets
                     .get(key)
-                    .map(|s| {
-                        s.by_order
-                            .range((*from, String::new())..)
-                            .take_while(|(sc, _)| sc <= to)
-                            .map(|(sc, m)| (m.clone(), *sc))
-                            .collect()
-                    })
+                    .map(|s| s.by_order.range(s.window(*from, *to)).map(|(sc, m)| (m.to_string(), *sc)).collect())
                     .unwrap_or_default(),
             ),
             Op::Add { key, member, ts, keep_after, max_len, .. } => {
-                let set = self.sets.entry(key.clone()).or_default();
-                match set.score.get(member) {
-                    Some(old) if old >= ts => {}
-                    Some(old) => {
-                        set.by_order.remove(&(*old, member.clone()));
-                        set.by_order.insert((*ts, member.clone()));
-                        set.score.insert(member.clone(), *ts);
-                    }
-                    None => {
-                        set.by_order.insert((*ts, member.clone()));
-                        set.score.insert(member.clone(), *ts);
-                    }
-                }
-                while let Some((sc, m)) = set.by_order.first().cloned() {
-                    if sc < *keep_after || set.by_order.len() > *max_len {
-                        set.by_order.pop_first();
-                        set.score.remove(&m);
-                    } else {
-                        break;
-                    }
-                }
+                let set = match self.sets.get_mut(key) {
+                    Some(set) => set,
+                    None => self.sets.entry(key.clone()).or_default(),
+                };
+                set.add(member, *ts);
+                set.trim(*keep_after, *max_len);
                 if set.by_order.is_empty() {
                     self.sets.remove(key);
                 }
                 OpResult::Done
             }
             Op::FirstSeen { key, member, ts, .. } => {
-                let map = self.maps.entry(key.clone()).or_default();
+                let map = match self.maps.get_mut(key) {
+                    Some(map) => map,
+                    None => self.maps.entry(key.clone()).or_default(),
+                };
                 match map.get(member) {
                     Some(t) => OpResult::Time(Some(*t)),
                     None => {
@@ -154,7 +184,13 @@ impl MemoryHistory {
                 }
             }
             Op::Lookup { key, member } => OpResult::Time(self.maps.get(key).and_then(|m| m.get(member)).copied()),
-            Op::Swap { key, value, .. } => OpResult::Value(self.strings.insert(key.clone(), value.clone())),
+            Op::Swap { key, value, .. } => {
+                let previous = match self.strings.get_mut(key) {
+                    Some(v) => Some(std::mem::replace(v, value.clone())),
+                    None => self.strings.insert(key.clone(), value.clone()),
+                };
+                OpResult::Value(previous)
+            }
             Op::Get { key } => OpResult::Value(self.strings.get(key).cloned()),
         }
     }
@@ -176,6 +212,10 @@ pub fn key(family: &str, id: &str) -> String {
     k.push_str("fd:");
     k.push_str(family);
     k.push(':');
+    if !id.chars().any(|c| c == ':' || c == '%' || c.is_control()) {
+        k.push_str(id);
+        return k;
+    }
     for c in id.chars() {
         match c {
             ':' => k.push_str("%3A"),

@@ -7,6 +7,11 @@ use fixtures::sim::{SimConfig, World};
 use models::features::replay_one;
 use models::history::MemoryHistory;
 use std::hint::black_box;
+use std::sync::OnceLock;
+
+// The allocator the trainer binary uses.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const DAY_MS: i64 = 86_400_000;
 const START: i64 = 1_780_000_000_000 - 1_780_000_000_000 % DAY_MS;
@@ -28,29 +33,44 @@ fn replay(c: &mut Criterion) {
     g.finish();
 }
 
+/// Two trained models and a thousand feature vectors to score. Built on first use, so that
+/// `-- feature_replay` does not pay for training.
+fn trained() -> &'static (Vec<models::artifact::ModelArtifact>, Vec<models::features::FeatureVector>) {
+    static TRAINED: OnceLock<(Vec<models::artifact::ModelArtifact>, Vec<models::features::FeatureVector>)> =
+        OnceLock::new();
+    TRAINED.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let world =
+            World::new(SimConfig { seed: 5, customers: 600, rate_ato: 0.01, rate_bot: 0.01, ..SimConfig::default() });
+        fixtures::write_lake(&world, dir.path(), START + 12 * DAY_MS, 12).expect("a lake");
+        let ds = trainer::dataset::build(dir.path(), None, |_, _| {}).expect("replay");
+        let split = trainer::dataset::Split::by_time(ds.first_ts, ds.cutoff, 2.0).expect("a split");
+        let (train, valid) = (split.rows(&ds, split.train), split.rows(&ds, split.valid));
+        let logistic =
+            trainer::train::fit_logistic(&train, trainer::train::Params::default()).expect("fits").into_model();
+        let boosted = trainer::gbdt::fit(&train, &valid, &trainer::gbdt::Params::default(), |_| {}).expect("fits");
+        let boosted = models::artifact::Model::Boosted { base: boosted.base, trees: boosted.trees };
+        let vectors = valid.iter().take(1000).map(|r| trainer::train::features_of(r)).collect();
+        let arts = [logistic, boosted]
+            .into_iter()
+            .map(|m| trainer::train::artifact("bench", m, serde_json::Value::Null))
+            .collect();
+        (arts, vectors)
+    })
+}
+
 fn inference(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let world =
-        World::new(SimConfig { seed: 5, customers: 600, rate_ato: 0.01, rate_bot: 0.01, ..SimConfig::default() });
-    fixtures::write_lake(&world, dir.path(), START + 12 * DAY_MS, 12).expect("a lake");
-    let ds = trainer::dataset::build(dir.path(), None, |_, _| {}).expect("replay");
-    let split = trainer::dataset::Split::by_time(ds.first_ts, ds.cutoff, 2.0).expect("a split");
-    let (train, valid) = (split.rows(&ds, split.train), split.rows(&ds, split.valid));
-    let logistic = trainer::train::fit_logistic(&train, trainer::train::Params::default()).expect("fits").into_model();
-    let boosted = trainer::gbdt::fit(&train, &valid, &trainer::gbdt::Params::default(), |_| {}).expect("fits");
-    let boosted = models::artifact::Model::Boosted { base: boosted.base, trees: boosted.trees };
-    let vectors: Vec<_> = valid.iter().take(1000).map(|r| trainer::train::features_of(r)).collect();
     let mut g = c.benchmark_group("inference");
-    g.throughput(Throughput::Elements(vectors.len() as u64));
-    for model in [logistic, boosted] {
-        let art = trainer::train::artifact("bench", model, serde_json::Value::Null);
-        let name = match &art.model {
-            models::artifact::Model::Boosted { trees, .. } => format!("boosted_trees_{}", trees.len()),
-            _ => "logistic".to_string(),
-        };
-        g.bench_function(name, |b| {
+    g.throughput(Throughput::Elements(1000));
+    for kind in ["logistic", "boosted_trees"] {
+        g.bench_function(kind, |b| {
+            let (arts, vectors) = trained();
+            let art = arts.iter().find(|a| a.kind() == kind).expect("both kinds trained");
+            if let models::artifact::Model::Boosted { trees, .. } = &art.model {
+                eprintln!("boosted model: {} trees", trees.len());
+            }
             b.iter(|| {
-                for v in &vectors {
+                for v in vectors {
                     black_box(art.score(v));
                 }
             })
