@@ -8,7 +8,11 @@ use std::path::Path;
 
 pub const DAY_MS: i64 = 86_400_000;
 
-/// One labelled event.
+/// Features per row.
+pub const N_FEATURES: usize = FEATURES.len();
+
+/// One labelled event. The features are inline (no allocation per row): at 10 M events, a
+/// `Vec` per row cost ~40 bytes of header and allocator overhead each.
 #[derive(Debug, Clone)]
 pub struct Row {
     pub ts: i64,
@@ -17,7 +21,7 @@ pub struct Row {
     /// What kind of fraud the label said, when it said.
     pub kind: Option<LabelKind>,
     pub transfer_value: f64,
-    pub x: Vec<f32>,
+    pub x: [f32; N_FEATURES],
 }
 
 #[derive(Debug, Default)]
@@ -125,11 +129,10 @@ pub fn build(lake: &Path, cutoff: Option<i64>, mut progress: impl FnMut(&str, us
                 fraud: kind.is_some(),
                 kind,
                 transfer_value: if ev.is(models::event::kind::TRANSFER) { ev.amount.unwrap_or(0.0) } else { 0.0 },
-                x: f.0.iter().map(|v| *v as f32).collect(),
+                x: std::array::from_fn(|j| f.0[j] as f32),
             });
         }
     }
-    debug_assert!(ds.rows.iter().all(|r| r.x.len() == FEATURES.len()));
     Ok(ds)
 }
 

@@ -239,7 +239,7 @@ mod tests {
     }
 
     fn row(session: u32, fraud: bool, kind: Option<models::LabelKind>, transfer: f64) -> Row {
-        Row { ts: 0, session, fraud, kind, transfer_value: transfer, x: Vec::new() }
+        Row { ts: 0, session, fraud, kind, transfer_value: transfer, x: [0.0; crate::dataset::N_FEATURES] }
     }
 
     #[test]

@@ -276,7 +276,7 @@ mod tests {
         let mut rng = Rng(seed);
         (0..n)
             .map(|i| {
-                let mut x = vec![0f32; FEATURES.len()];
+                let mut x = [0f32; crate::dataset::N_FEATURES];
                 x[F::UserDeviceNew as usize] = (rng.unit() < 0.3) as u8 as f32;
                 x[F::SessionGapCv as usize] = rng.unit() as f32;
                 // Fraud only where both hold: an interaction a linear model cannot express.

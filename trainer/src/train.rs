@@ -168,7 +168,7 @@ mod tests {
         };
         for i in 0..n {
             let fraud = i % 10 == 0;
-            let mut x = vec![0f32; FEATURES.len()];
+            let mut x = [0f32; crate::dataset::N_FEATURES];
             x[models::features::F::UserDeviceNew as usize] =
                 if fraud { (rnd() < 0.9) as u8 as f32 } else { (rnd() < 0.05) as u8 as f32 };
             x[models::features::F::SessionGapCv as usize] = rnd() as f32;
