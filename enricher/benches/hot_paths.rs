@@ -7,7 +7,6 @@
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use enricher::lists::{Entry, Snapshot};
 use enricher::weblog::{LogFormat, Routes, parse_line};
-use fixtures::sim::{SimConfig, World};
 use models::ClickEvent;
 use models::features::{compute, plan};
 use models::history::{MemoryHistory, OpResult};
@@ -17,10 +16,7 @@ use std::hint::black_box;
 const START: i64 = 1_780_000_000_000;
 
 fn events(n: usize) -> Vec<ClickEvent> {
-    let world = World::new(SimConfig { customers: 2000, ..SimConfig::default() });
-    let mut e = world.simulate(START, START + 3_600_000, Some(n / 8 + 1)).events;
-    e.truncate(n);
-    e
+    fixtures::load::pool(n, 2000, START)
 }
 
 fn json(c: &mut Criterion) {

@@ -77,7 +77,7 @@ async fn the_harness_measures_every_event_through_two_chained_passthrough_hops()
         &me,
     ])
     .args;
-    let events = pool(1500, 300);
+    let events = pool(1500, 300, platform::now_ms());
     let step = tokio::task::spawn_blocking(move || run_step(&args, &events, 200.0, 1)).await.unwrap().unwrap();
 
     assert_eq!(step.sent, 1200, "200 events/s for 6 s");
