@@ -356,7 +356,7 @@ pub fn plan(ev: &ClickEvent) -> Plan {
         s.user_known = Some(first_seen(&mut p, "*".into()));
         s.user_device = ev.device_id.as_ref().map(|d| first_seen(&mut p, format!("d:{d}")));
         s.user_ip = Some(first_seen(&mut p, format!("i:{ip}")));
-        s.user_subnet = Some(first_seen(&mut p, format!("n:{}", subnet(&ev.ip))));
+        s.user_subnet = Some(first_seen(&mut p, format!("n:{net}")));
         s.user_country = ev.country.as_ref().map(|c| first_seen(&mut p, format!("c:{c}")));
         s.user_payee = payee.map(|py| first_seen(&mut p, format!("p:{py}")));
 
@@ -585,8 +585,10 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     FeatureVector(v)
 }
 
-/// Runs plan → execute → compute for one event against an in-memory history.
+/// Runs plan → execute → compute for one event against an in-memory history, at the event's
+/// time (an [`expiring`](crate::history::MemoryHistory::expiring) history expires keys by it).
 pub fn replay_one(history: &mut crate::history::MemoryHistory, ev: &ClickEvent) -> FeatureVector {
+    history.advance_to(ev.ts);
     let plan = plan(ev);
     let results: Vec<OpResult> = plan.ops.iter().map(|op| history.apply(op)).collect();
     compute(ev, &plan, &results)

@@ -128,70 +128,141 @@ impl SortedSet {
     }
 }
 
+/// Key expiry on event time, for replay: a key's deadline is the replay clock (the newest event
+/// time seen) plus its `ttl_s`, set the way the Redis store sets it (`Add` and `Swap` reset it,
+/// `FirstSeen` only extends it). Live, Redis expires keys on the wall clock, which runs with
+/// event time; replaying without expiry would keep every session ever seen in memory and would
+/// answer reads that live Redis no longer could.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    now: i64,
+    next_sweep: i64,
+}
+
+/// How often (in event time) expired keys are dropped from memory. Reads check deadlines
+/// themselves, so this only trades sweep work against memory, never changes a result.
+const SWEEP_EVERY_MS: i64 = 4 * 3_600_000;
+
 /// In-process executor with the same semantics as the Redis one. Used for offline replay and as
-/// the reference in the store contract tests. It ignores `ttl_s` (expiry is wall-clock memory
-/// management, not part of the feature semantics).
+/// the reference in the store contract tests. [`MemoryHistory::new`] ignores `ttl_s` (as a
+/// Redis whose wall clock has not moved); [`MemoryHistory::expiring`] expires keys on event
+/// time, which is what replaying a long history needs.
 ///
 /// Replay runs every event of the lake through here, so it avoids work per op: a fast
 /// non-cryptographic hash (keys come from our own lake, not from an attacker at this point),
 /// no key copies for keys that exist, shared member strings.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryHistory {
-    sets: Map<String, SortedSet>,
-    maps: Map<String, Map<String, i64>>,
-    strings: Map<String, String>,
+    sets: Map<String, Expiring<SortedSet>>,
+    maps: Map<String, Expiring<Map<String, i64>>>,
+    strings: Map<String, Expiring<Option<String>>>,
+    clock: Option<Clock>,
+}
+
+/// A value and the event time at which it expires (`i64::MAX`: never).
+#[derive(Debug, Default, Clone)]
+struct Expiring<T> {
+    value: T,
+    deadline: i64,
+}
+
+/// Deadline after a write that resets the TTL (Redis `EXPIRE`, `SET … EX`).
+fn reset(clock: Option<Clock>, ttl_s: u64) -> i64 {
+    clock.map_or(i64::MAX, |c| c.now.saturating_add((ttl_s as i64).saturating_mul(1000)))
+}
+
+/// The live value of `key`, or `None` if there is none or it has expired.
+fn live<'a, T>(map: &'a Map<String, Expiring<T>>, clock: Option<Clock>, key: &str) -> Option<&'a T> {
+    map.get(key).filter(|e| clock.is_none_or(|c| e.deadline > c.now)).map(|e| &e.value)
+}
+
+/// Runs `write` on the entry for `key`: created if missing, emptied if expired (Redis would have
+/// deleted it), without copying the key when it exists.
+fn write<T: Default, R>(
+    map: &mut Map<String, Expiring<T>>,
+    clock: Option<Clock>,
+    key: &str,
+    write: impl FnOnce(&mut Expiring<T>) -> R,
+) -> R {
+    if let Some(e) = map.get_mut(key) {
+        if clock.is_some_and(|c| e.deadline <= c.now) {
+            *e = Expiring { value: T::default(), deadline: i64::MAX };
+        }
+        return write(e);
+    }
+    write(map.entry(key.to_string()).or_insert(Expiring { value: T::default(), deadline: i64::MAX }))
 }
 
 impl MemoryHistory {
+    /// A history whose keys never expire.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A history whose keys expire after their `ttl_s` of event time; advance its clock with
+    /// [`MemoryHistory::advance_to`] before each event.
+    pub fn expiring() -> Self {
+        MemoryHistory { clock: Some(Clock { now: i64::MIN, next_sweep: i64::MIN }), ..Self::default() }
+    }
+
+    /// Moves the replay clock to `ts` (it never goes back: a late event does not revive keys),
+    /// and now and then drops expired keys. No-op on a history that does not expire.
+    pub fn advance_to(&mut self, ts: i64) {
+        let Some(c) = &mut self.clock else { return };
+        c.now = c.now.max(ts);
+        if c.now < c.next_sweep {
+            return;
+        }
+        let now = c.now;
+        c.next_sweep = now.saturating_add(SWEEP_EVERY_MS);
+        self.sets.retain(|_, e| e.deadline > now);
+        self.maps.retain(|_, e| e.deadline > now);
+        self.strings.retain(|_, e| e.deadline > now);
+    }
+
     pub fn apply(&mut self, op: &Op) -> OpResult {
+        let clock = self.clock;
         match op {
             Op::Count { key, from, to } => {
-                OpResult::Count(self.sets.get(key).map(|s| s.window(*from, *to).len()).unwrap_or(0) as u64)
+                OpResult::Count(live(&self.sets, clock, key).map(|s| s.window(*from, *to).len()).unwrap_or(0) as u64)
             }
             Op::Range { key, from, to } => OpResult::Range(
-                self.sets
-                    .get(key)
+                live(&self.sets, clock, key)
                     .map(|s| s.by_order.range(s.window(*from, *to)).map(|(sc, m)| (m.to_string(), *sc)).collect())
                     .unwrap_or_default(),
             ),
-            Op::Add { key, member, ts, keep_after, max_len, .. } => {
-                let set = match self.sets.get_mut(key) {
-                    Some(set) => set,
-                    None => self.sets.entry(key.clone()).or_default(),
-                };
-                set.add(member, *ts);
-                set.trim(*keep_after, *max_len);
-                if set.by_order.is_empty() {
-                    self.sets.remove(key);
+            Op::Add { key, member, ts, keep_after, max_len, ttl_s } => {
+                let emptied = write(&mut self.sets, clock, key, |e| {
+                    e.value.add(member, *ts);
+                    e.value.trim(*keep_after, *max_len);
+                    e.deadline = reset(clock, *ttl_s);
+                    e.value.by_order.is_empty()
+                });
+                if emptied {
+                    self.sets.remove(key.as_str());
                 }
                 OpResult::Done
             }
-            Op::FirstSeen { key, member, ts, .. } => {
-                let map = match self.maps.get_mut(key) {
-                    Some(map) => map,
-                    None => self.maps.entry(key.clone()).or_default(),
-                };
-                match map.get(member) {
+            Op::FirstSeen { key, member, ts, ttl_s } => write(&mut self.maps, clock, key, |e| {
+                // Set when new, extend when longer, never shorten: as `EXPIRE NX` + `EXPIRE GT`.
+                let extended = reset(clock, *ttl_s);
+                e.deadline = if e.value.is_empty() { extended } else { e.deadline.max(extended) };
+                match e.value.get(member) {
                     Some(t) => OpResult::Time(Some(*t)),
                     None => {
-                        map.insert(member.clone(), *ts);
+                        e.value.insert(member.clone(), *ts);
                         OpResult::Time(None)
                     }
                 }
+            }),
+            Op::Lookup { key, member } => {
+                OpResult::Time(live(&self.maps, clock, key).and_then(|m| m.get(member)).copied())
             }
-            Op::Lookup { key, member } => OpResult::Time(self.maps.get(key).and_then(|m| m.get(member)).copied()),
-            Op::Swap { key, value, .. } => {
-                let previous = match self.strings.get_mut(key) {
-                    Some(v) => Some(std::mem::replace(v, value.clone())),
-                    None => self.strings.insert(key.clone(), value.clone()),
-                };
-                OpResult::Value(previous)
-            }
-            Op::Get { key } => OpResult::Value(self.strings.get(key).cloned()),
+            Op::Swap { key, value, ttl_s } => write(&mut self.strings, clock, key, |e| {
+                e.deadline = reset(clock, *ttl_s);
+                OpResult::Value(e.value.replace(value.clone()))
+            }),
+            Op::Get { key } => OpResult::Value(live(&self.strings, clock, key).cloned().flatten()),
         }
     }
 
@@ -270,6 +341,63 @@ mod tests {
         assert_eq!(h.apply(&sw("1")).value(), None);
         assert_eq!(h.apply(&sw("2")).value(), Some("1"));
         assert_eq!(h.apply(&Op::Get { key: "s".into() }).value(), Some("2"));
+    }
+
+    #[test]
+    fn an_expiring_history_forgets_a_key_its_ttl_after_the_last_write_in_event_time() {
+        let mut h = MemoryHistory::expiring();
+        let t0 = 1_000_000_000;
+        h.advance_to(t0);
+        let add = |ts| Op::Add { key: "k".into(), member: format!("m{ts}"), ts, keep_after: 0, max_len: 10, ttl_s: 10 };
+        let count = Op::Count { key: "k".into(), from: 0, to: i64::MAX };
+        h.apply(&add(t0));
+        h.advance_to(t0 + 9_000);
+        h.apply(&add(t0 + 9_000));
+        // The second write reset the deadline to t0 + 19 s.
+        h.advance_to(t0 + 18_999);
+        assert_eq!(h.apply(&count).count(), 2);
+        h.advance_to(t0 + 19_000);
+        assert_eq!(h.apply(&count).count(), 0, "expired at its deadline");
+        // A write after expiry starts from nothing, as on a key Redis deleted.
+        h.apply(&add(t0 + 19_000));
+        assert_eq!(h.apply(&count).count(), 1);
+        // A late event does not move the clock back.
+        h.advance_to(t0);
+        assert_eq!(h.apply(&count).count(), 1);
+
+        let sw = |v: &str| Op::Swap { key: "s".into(), value: v.into(), ttl_s: 1 };
+        assert_eq!(h.apply(&sw("a")).value(), None);
+        h.advance_to(t0 + 20_000);
+        assert_eq!(h.apply(&Op::Get { key: "s".into() }).value(), None);
+        assert_eq!(h.apply(&sw("b")).value(), None, "the expired value is not returned");
+        assert_eq!(h.apply(&sw("c")).value(), Some("b"));
+    }
+
+    #[test]
+    fn first_seen_only_ever_extends_an_expiring_keys_deadline() {
+        let mut h = MemoryHistory::expiring();
+        let fs = |member: &str, ts, ttl_s| Op::FirstSeen { key: "u".into(), member: member.into(), ts, ttl_s };
+        let lookup = Op::Lookup { key: "u".into(), member: "real".into() };
+        h.advance_to(0);
+        h.apply(&fs("real", 0, 100));
+        // A short-lived write (an unproven attempt) does not shorten the customer's history.
+        h.advance_to(50_000);
+        h.apply(&fs("other", 50_000, 1));
+        h.advance_to(99_999);
+        assert_eq!(h.apply(&lookup).time(), Some(0));
+        h.advance_to(100_000);
+        assert_eq!(h.apply(&lookup).time(), None);
+        // Sweeps drop expired keys from memory.
+        h.advance_to(100_000 + 5 * 3_600_000);
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn a_history_without_expiry_ignores_ttls() {
+        let mut h = MemoryHistory::new();
+        h.apply(&Op::Swap { key: "s".into(), value: "a".into(), ttl_s: 1 });
+        h.advance_to(i64::MAX / 2);
+        assert_eq!(h.apply(&Op::Get { key: "s".into() }).value(), Some("a"));
     }
 
     #[test]

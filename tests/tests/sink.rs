@@ -170,7 +170,8 @@ async fn replaying_a_lake_the_sink_wrote_gives_the_features_the_enricher_served(
     scorer.wait().await.unwrap();
 
     // Replay the lake's events through the one feature definition, in the lake's order.
-    let mut history = models::history::MemoryHistory::new();
+    // The history the trainer replays with (expiring on event time).
+    let mut history = models::history::MemoryHistory::expiring();
     let mut replayed: HashMap<String, Vec<f64>> = HashMap::new();
     for (_, files) in lake::partitions(&lake, lake::EVENTS).unwrap() {
         for e in lake::read_events(&files).unwrap().0 {
