@@ -461,6 +461,19 @@ pub fn partitions(root: &Path, table: &str) -> anyhow::Result<Vec<(String, Vec<P
     Ok(out)
 }
 
+/// Rows in `files`, from the Parquet footers alone (no data read): the trainer sizes its
+/// sample from it before replaying.
+pub fn row_count(files: &[PathBuf]) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for path in files {
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
+        n += usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    }
+    Ok(n)
+}
+
 fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let p = entry?.path();

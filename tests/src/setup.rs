@@ -38,6 +38,7 @@ pub fn train_bank(dir: &Path, seed: u64) -> Trained {
         model: trainer::run::ModelChoice::Auto,
         trees: 300,
         depth: 5,
+        max_train_rows: 1_500_000,
     })
     .expect("training on the lake");
     assert!(outcome.promoted, "the first model is promoted");

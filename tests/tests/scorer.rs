@@ -90,6 +90,7 @@ fn train(
         model,
         trees: 100,
         depth: 4,
+        max_train_rows: 1_500_000,
     })
     .unwrap()
 }

@@ -24,7 +24,7 @@ fn replay(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("three_days_3000_customers", |b| {
         b.iter(|| {
-            let mut h = MemoryHistory::new();
+            let mut h = MemoryHistory::expiring();
             for e in &events {
                 black_box(replay_one(&mut h, e));
             }
@@ -43,7 +43,7 @@ fn trained() -> &'static (Vec<models::artifact::ModelArtifact>, Vec<models::feat
         let world =
             World::new(SimConfig { seed: 5, customers: 600, rate_ato: 0.01, rate_bot: 0.01, ..SimConfig::default() });
         fixtures::write_lake(&world, dir.path(), START + 12 * DAY_MS, 12).expect("a lake");
-        let ds = trainer::dataset::build(dir.path(), None, |_, _| {}).expect("replay");
+        let ds = trainer::dataset::build(dir.path(), &Default::default(), |_, _| {}).expect("replay");
         let split = trainer::dataset::Split::by_time(ds.first_ts, ds.cutoff, 2.0).expect("a split");
         let (train, valid) = (split.rows(&ds, split.train), split.rows(&ds, split.valid));
         let logistic =

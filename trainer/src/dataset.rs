@@ -16,7 +16,8 @@ pub const N_FEATURES: usize = FEATURES.len();
 #[derive(Debug, Clone)]
 pub struct Row {
     pub ts: i64,
-    pub session: u32,
+    /// The session, as a 64-bit hash of its id (rows group by it; ids themselves are not kept).
+    pub session: u64,
     pub fraud: bool,
     /// What kind of fraud the label said, when it said.
     pub kind: Option<LabelKind>,
@@ -24,17 +25,38 @@ pub struct Row {
     pub x: [f32; N_FEATURES],
 }
 
+/// What to keep of a replay. The default keeps every event up to the newest as a row.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Labels known after this are not used; the default is the newest event's time.
+    pub cutoff: Option<i64>,
+    /// Split the lake by time (see [`Split::by_time`]) and keep only rows in its windows.
+    pub label_delay_days: Option<f64>,
+    /// At most about this many training-window rows (0: all). Legitimate sessions are sampled
+    /// whole (by a hash of their id); every session with a fraud label is kept. Validation and
+    /// test are never sampled, so calibration and evaluation see the real class balance.
+    pub max_train_rows: usize,
+}
+
 #[derive(Debug, Default)]
 pub struct Dataset {
     pub rows: Vec<Row>,
-    pub sessions: Vec<String>,
+    /// The windows, when the options asked for a split.
+    pub split: Option<Split>,
+    /// Share of legitimate training sessions kept (1: all).
+    pub train_sample_rate: f64,
     pub first_ts: i64,
     pub last_ts: i64,
     pub cutoff: i64,
     pub events_read: usize,
     pub events_rejected: usize,
+    /// Events replayed (their history counts) but not kept as rows: outside the windows, or
+    /// sampled out of the training window.
+    pub rows_dropped: usize,
     pub labels_used: usize,
     pub labels_late: usize,
+    /// Keys the replay's history held at the end (memory accounting).
+    pub history_keys: usize,
 }
 
 /// What the labels known at `cutoff` say: fraudulent sessions, and accounts labelled
@@ -72,6 +94,13 @@ impl Truth {
         (t, used, late)
     }
 
+    /// Whether a fraud label speaks of the event's session or account (at any time): such
+    /// sessions are never sampled out of training.
+    pub fn names_fraud_around(&self, ev: &ClickEvent) -> bool {
+        self.sessions.get(&ev.session_id).is_some_and(|(f, _)| *f)
+            || ev.user_id.as_ref().is_some_and(|u| self.accounts.contains_key(u))
+    }
+
     /// `Some(kind)` if the event is fraudulent by the labels known (kind `Other` when the
     /// label named none), `None` if legitimate.
     pub fn fraud_kind(&self, ev: &ClickEvent) -> Option<LabelKind> {
@@ -84,17 +113,43 @@ impl Truth {
     }
 }
 
-/// Replays the whole lake, oldest partition first, through one in-memory history, so every
-/// event's features see exactly the history before it, as live. `cutoff` defaults to the
-/// newest event; labels after it are ignored (they were not known yet).
-pub fn build(lake: &Path, cutoff: Option<i64>, mut progress: impl FnMut(&str, usize)) -> anyhow::Result<Dataset> {
+fn session_hash(id: &str) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x5e55_1045).hash_one(id)
+}
+
+/// Start of a `date=YYYY-MM-DD` partition, in epoch milliseconds.
+fn day_start(date: &str) -> Option<i64> {
+    let d = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis())
+}
+
+/// Rows the lake holds in `window`, from the Parquet footers: whole days, and a share of the
+/// days the window cuts (events spread over a day well enough for sizing a sample).
+fn rows_in(counts: &[(Option<i64>, usize)], window: (i64, i64)) -> f64 {
+    counts
+        .iter()
+        .map(|(start, n)| match start {
+            Some(s) => {
+                let overlap = (window.1.min(s + DAY_MS) - window.0.max(*s)).max(0);
+                *n as f64 * overlap as f64 / DAY_MS as f64
+            }
+            None => 0.0,
+        })
+        .sum()
+}
+
+/// Replays the whole lake, oldest partition first, through one in-memory history that expires
+/// keys on event time as Redis does live, so every event's features see exactly the history
+/// before it. Every event is replayed; only the rows `opts` asks for are kept.
+pub fn build(lake: &Path, opts: &Options, mut progress: impl FnMut(&str, usize)) -> anyhow::Result<Dataset> {
     lake::check_lake(lake)?;
     let labels = lake::read_labels(lake)?;
     let parts = lake::partitions(lake, lake::EVENTS)?;
-    let mut history = MemoryHistory::new();
-    let mut ds = Dataset { first_ts: i64::MAX, last_ts: i64::MIN, ..Dataset::default() };
+    let mut history = MemoryHistory::expiring();
+    let mut ds = Dataset { first_ts: i64::MAX, last_ts: i64::MIN, train_sample_rate: 1.0, ..Dataset::default() };
     // The cut-off defaults to the newest event, found in the newest partition.
-    ds.cutoff = match (cutoff, parts.last()) {
+    ds.cutoff = match (opts.cutoff, parts.last()) {
         (Some(c), _) => c,
         (None, Some((_, files))) => lake::read_events(files)?.0.last().map(|e| e.ts).unwrap_or(0),
         (None, None) => 0,
@@ -102,7 +157,11 @@ pub fn build(lake: &Path, cutoff: Option<i64>, mut progress: impl FnMut(&str, us
     let (truth, used, late) = Truth::known_at(&labels, ds.cutoff);
     ds.labels_used = used;
     ds.labels_late = late;
-    let mut session_ids: HashMap<String, u32> = HashMap::new();
+    let counts = if opts.label_delay_days.is_some() && opts.max_train_rows > 0 {
+        parts.iter().map(|(d, f)| Ok((day_start(d), lake::row_count(f)?))).collect::<anyhow::Result<Vec<_>>>()?
+    } else {
+        Vec::new()
+    };
     // Date partitions hold disjoint, ordered days: replaying them one at a time in date order is
     // replaying the whole lake in event-time order, with one day in memory.
     for (date, files) in &parts {
@@ -110,18 +169,35 @@ pub fn build(lake: &Path, cutoff: Option<i64>, mut progress: impl FnMut(&str, us
         ds.events_rejected += rejected;
         ds.events_read += events.len();
         progress(date, events.len());
+        if let (None, Some(delay), Some(first)) = (&ds.split, opts.label_delay_days, events.first()) {
+            let split = Split::by_time(first.ts, ds.cutoff, delay)?;
+            let expected = rows_in(&counts, split.train);
+            if opts.max_train_rows > 0 && expected > opts.max_train_rows as f64 {
+                ds.train_sample_rate = opts.max_train_rows as f64 / expected;
+            }
+            ds.split = Some(split);
+        }
         for ev in &events {
             if ev.ts > ds.cutoff {
                 break;
             }
             let f = replay_one(&mut history, ev);
-            let next = session_ids.len() as u32;
-            let session = *session_ids.entry(ev.session_id.clone()).or_insert_with(|| {
-                ds.sessions.push(ev.session_id.clone());
-                next
-            });
             ds.first_ts = ds.first_ts.min(ev.ts);
             ds.last_ts = ds.last_ts.max(ev.ts);
+            let session = session_hash(&ev.session_id);
+            let keep = match &ds.split {
+                None => true,
+                Some(s) if s.contains(s.train, ev.ts) => {
+                    ds.train_sample_rate >= 1.0
+                        || (session as f64) < ds.train_sample_rate * u64::MAX as f64
+                        || truth.names_fraud_around(ev)
+                }
+                Some(s) => s.contains(s.valid, ev.ts) || s.contains(s.test, ev.ts),
+            };
+            if !keep {
+                ds.rows_dropped += 1;
+                continue;
+            }
             let kind = truth.fraud_kind(ev);
             ds.rows.push(Row {
                 ts: ev.ts,
@@ -133,6 +209,7 @@ pub fn build(lake: &Path, cutoff: Option<i64>, mut progress: impl FnMut(&str, us
             });
         }
     }
+    ds.history_keys = history.len();
     Ok(ds)
 }
 
@@ -160,8 +237,12 @@ impl Split {
         Ok(Split { train: (first, at(0.6)), valid: (at(0.6), at(0.75)), test: (at(0.78), mature) })
     }
 
+    pub fn contains(&self, window: (i64, i64), ts: i64) -> bool {
+        ts >= window.0 && ts < window.1
+    }
+
     pub fn rows<'a>(&self, ds: &'a Dataset, window: (i64, i64)) -> Vec<&'a Row> {
-        ds.rows.iter().filter(|r| r.ts >= window.0 && r.ts < window.1).collect()
+        ds.rows.iter().filter(|r| self.contains(window, r.ts)).collect()
     }
 }
 
@@ -211,7 +292,7 @@ mod tests {
             label("account", t0 + DAY_MS, "um", None, LabelKind::Mule),
         ];
         lake::write_labels(dir.path(), "t", &labels, lake::Durability::Buffered).unwrap();
-        let ds = build(dir.path(), Some(cutoff), |_, _| {}).unwrap();
+        let ds = build(dir.path(), &Options { cutoff: Some(cutoff), ..Options::default() }, |_, _| {}).unwrap();
         let by_id: HashMap<&str, &Row> = events.iter().map(|e| e.event_id.as_str()).zip(&ds.rows).collect();
         assert_eq!((ds.labels_used, ds.labels_late), (2, 1));
         assert_eq!((by_id["a1"].fraud, by_id["a1"].kind), (true, Some(LabelKind::Scam)));
@@ -219,7 +300,74 @@ mod tests {
         assert!(!by_id["m1"].fraud, "before the account label's time");
         assert_eq!((by_id["m2"].fraud, by_id["m2"].kind), (true, Some(LabelKind::Mule)));
         // With a later cut-off the late label counts.
-        let later = build(dir.path(), Some(cutoff + 2), |_, _| {}).unwrap();
+        let later = build(dir.path(), &Options { cutoff: Some(cutoff + 2), ..Options::default() }, |_, _| {}).unwrap();
         assert!(later.rows[1].fraud);
+    }
+
+    #[test]
+    fn sampling_keeps_every_fraudulent_session_and_leaves_validation_and_test_whole() {
+        use fixtures::sim::{SimConfig, World};
+        let dir = tempfile::tempdir().unwrap();
+        let world =
+            World::new(SimConfig { seed: 3, customers: 400, rate_ato: 0.02, rate_bot: 0.02, ..SimConfig::default() });
+        let end = 1_780_000_000_000 - 1_780_000_000_000 % DAY_MS;
+        fixtures::write_lake(&world, dir.path(), end, 10).unwrap();
+        let whole = Options { label_delay_days: Some(2.0), ..Options::default() };
+        let all = build(dir.path(), &whole, |_, _| {}).unwrap();
+        let split = all.split.clone().unwrap();
+        let train_all = split.rows(&all, split.train);
+        let cap = train_all.len() / 4;
+        let sampled = build(dir.path(), &Options { max_train_rows: cap, ..whole }, |_, _| {}).unwrap();
+        let train = split.rows(&sampled, split.train);
+
+        // Rows outside the windows (the gap, the label delay) are replayed but not kept.
+        assert_eq!(all.events_read, all.rows.len() + all.rows_dropped);
+        assert!(all.rows_dropped > 0 && all.rows.iter().all(|r| !split.contains((split.valid.1, split.test.0), r.ts)));
+        // About the cap, by whole sessions, with every fraudulent row still there.
+        assert!(sampled.train_sample_rate < 0.3, "rate {}", sampled.train_sample_rate);
+        assert!(train.len() > cap / 2 && train.len() < cap * 2, "{} rows for a cap of {cap}", train.len());
+        let frauds = |rows: &[&Row]| rows.iter().filter(|r| r.fraud).count();
+        assert!(frauds(&train_all) > 0);
+        assert_eq!(frauds(&train), frauds(&train_all));
+        let sessions = |rows: &[&Row]| rows.iter().map(|r| r.session).collect::<std::collections::HashSet<_>>();
+        let kept = sessions(&train);
+        let whole_sessions = train_all.iter().filter(|r| kept.contains(&r.session)).count();
+        assert_eq!(whole_sessions, train.len(), "a kept session keeps all its rows");
+        // The same features either way: sampling drops rows, never history.
+        for w in [split.valid, split.test] {
+            let (a, b) = (split.rows(&all, w), split.rows(&sampled, w));
+            assert_eq!(a.len(), b.len());
+            assert!(a.iter().zip(&b).all(|(x, y)| x.x == y.x && x.fraud == y.fraud));
+        }
+    }
+
+    #[test]
+    fn expiring_history_on_event_time_changes_no_window_and_frees_most_keys() {
+        use fixtures::sim::{SimConfig, World};
+        use models::features::F;
+        let world = World::new(SimConfig { seed: 5, customers: 500, rate_ato: 0.01, ..SimConfig::default() });
+        let start = 1_780_000_000_000 - 1_780_000_000_000 % DAY_MS;
+        let events = world.simulate(start, start + 8 * DAY_MS, None).events;
+        let (mut forever, mut expiring) = (MemoryHistory::new(), MemoryHistory::expiring());
+        // Only first-seen facts outlive a window; they lapse with their key's TTL, as in Redis.
+        let first_seen =
+            [F::UserKnown, F::UserDeviceNew, F::UserIpNew, F::UserSubnetNew, F::UserCountryNew, F::UserPayeeNew]
+                .into_iter()
+                .chain([F::UserDeviceAgeDays, F::UserIpAgeDays, F::UserSubnetAgeDays, F::UserCountryAgeDays])
+                .chain([F::LoginCountryChanged, F::HoursSinceLastLogin, F::ImpossibleTravel])
+                .map(|f| f as usize)
+                .collect::<Vec<_>>();
+        for e in &events {
+            let (a, b) = (replay_one(&mut forever, e), replay_one(&mut expiring, e));
+            for (j, (x, y)) in a.0.iter().zip(&b.0).enumerate() {
+                assert!(
+                    x == y || first_seen.contains(&j),
+                    "{} differs at {}: {x} vs {y}",
+                    FEATURES[j].name,
+                    e.event_id
+                );
+            }
+        }
+        assert!(expiring.len() * 2 < forever.len(), "{} keys vs {}", expiring.len(), forever.len());
     }
 }

@@ -51,7 +51,7 @@ pub struct Session {
 
 /// Sessions of `rows` (in event-time order) scored by `scores`, highest score first.
 pub fn sessions(rows: &[&Row], scores: &[f64]) -> Vec<Session> {
-    let mut m: HashMap<u32, Session> = HashMap::new();
+    let mut m: HashMap<u64, Session> = HashMap::new();
     for (r, s) in rows.iter().zip(scores) {
         let e = m.entry(r.session).or_insert(Session { score: 0.0, fraud: false, kind: None, transfers: Vec::new() });
         e.score = e.score.max(*s);
@@ -238,7 +238,7 @@ mod tests {
         assert!((m.average_precision - (1.0 / 3.0 + 2.0 / 4.0) / 2.0).abs() < 1e-12);
     }
 
-    fn row(session: u32, fraud: bool, kind: Option<models::LabelKind>, transfer: f64) -> Row {
+    fn row(session: u64, fraud: bool, kind: Option<models::LabelKind>, transfer: f64) -> Row {
         Row { ts: 0, session, fraud, kind, transfer_value: transfer, x: [0.0; crate::dataset::N_FEATURES] }
     }
 

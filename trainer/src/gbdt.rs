@@ -109,14 +109,25 @@ fn log_loss(margins: &[f64], y: &[bool], w_pos: f64) -> f64 {
     loss / wsum.max(1e-12)
 }
 
+/// Per-feature `(gradient, hessian)` sums by bin, `stride` slots a feature: packed to the
+/// bins in use (64 × 59 × 16 bytes = 60 KB stays in cache; 256 slots a feature did not).
+type Hist = Vec<(f64, f64)>;
+
 struct Grower<'a> {
-    binned: &'a [Vec<u8>],
+    /// Row-major bins: row `r`'s bins are `binned[r * n_f..][..n_f]`, one cache line a row, so a
+    /// histogram pass reads each row once instead of once per feature.
+    binned: &'a [u8],
+    n_f: usize,
     n_bins: &'a [usize],
+    /// Histogram slots a feature: the most bins any feature has.
+    stride: usize,
     bins: &'a Bins,
     g: &'a [f64],
     h: &'a [f64],
     p: &'a Params,
     nodes: Vec<Node>,
+    /// Spare rows for the stable partition.
+    scratch: Vec<u32>,
 }
 
 struct Split {
@@ -130,24 +141,30 @@ impl Grower<'_> {
         -g / (h + self.p.lambda) * self.p.learning_rate
     }
 
-    fn best_split(&self, rows: &[u32], g_sum: f64, h_sum: f64) -> Option<Split> {
+    fn histogram(&self, rows: &[u32]) -> Hist {
+        let mut hist = vec![(0.0f64, 0.0f64); self.n_f * self.stride];
+        for &r in rows {
+            let (g, h) = (self.g[r as usize], self.h[r as usize]);
+            let bins = &self.binned[r as usize * self.n_f..][..self.n_f];
+            for (j, b) in bins.iter().enumerate() {
+                let e = &mut hist[j * self.stride + *b as usize];
+                e.0 += g;
+                e.1 += h;
+            }
+        }
+        hist
+    }
+
+    fn best_split(&self, hist: &Hist, g_sum: f64, h_sum: f64) -> Option<Split> {
         let lambda = self.p.lambda;
         let parent = g_sum * g_sum / (h_sum + lambda);
         let mut best: Option<Split> = None;
-        let mut hist = vec![(0.0f64, 0.0f64); 256];
-        for (j, col) in self.binned.iter().enumerate() {
-            let nb = self.n_bins[j];
-            if nb < 2 {
+        for (j, nb) in self.n_bins.iter().enumerate() {
+            if *nb < 2 {
                 continue;
             }
-            hist[..nb].fill((0.0, 0.0));
-            for &r in rows {
-                let e = &mut hist[col[r as usize] as usize];
-                e.0 += self.g[r as usize];
-                e.1 += self.h[r as usize];
-            }
             let (mut gl, mut hl) = (0.0, 0.0);
-            for (k, (g, h)) in hist[..nb - 1].iter().enumerate() {
+            for (k, (g, h)) in hist[j * self.stride..][..nb - 1].iter().enumerate() {
                 gl += g;
                 hl += h;
                 let (gr, hr) = (g_sum - gl, h_sum - hl);
@@ -163,31 +180,50 @@ impl Grower<'_> {
         best
     }
 
-    /// Grows the subtree for `rows` at `index` (already pushed), depth-first.
-    fn grow(&mut self, index: usize, rows: &mut [u32], depth: usize) {
+    /// Grows the subtree for `rows` (ascending) at `index` (already pushed), depth-first.
+    /// `hist` is the node's histogram: the caller computes the smaller child's by a pass over
+    /// its rows and the larger one's as parent minus smaller (the LightGBM trick), which halves
+    /// the passes at least.
+    fn grow(&mut self, index: usize, rows: &mut [u32], hist: Hist, depth: usize) {
         let (g_sum, h_sum) =
             rows.iter().fold((0.0, 0.0), |(g, h), &r| (g + self.g[r as usize], h + self.h[r as usize]));
         self.nodes[index].value = self.value(g_sum, h_sum);
         if depth == self.p.depth || rows.len() < 2 {
             return;
         }
-        let Some(split) = self.best_split(rows, g_sum, h_sum) else { return };
-        let col = &self.binned[split.feature];
-        // Partition in place: left rows (bin ≤ k) first.
+        let Some(split) = self.best_split(&hist, g_sum, h_sum) else { return };
+        // Stable partition (left rows, bin ≤ k, first) keeps both halves ascending, so the
+        // passes below walk memory forwards.
+        let (f, n_f) = (split.feature, self.n_f);
         let mut mid = 0;
+        self.scratch.clear();
         for i in 0..rows.len() {
-            if (col[rows[i] as usize] as usize) <= split.bin {
-                rows.swap(i, mid);
+            let r = rows[i];
+            if (self.binned[r as usize * n_f + f] as usize) <= split.bin {
+                rows[mid] = r;
                 mid += 1;
+            } else {
+                self.scratch.push(r);
             }
         }
+        rows[mid..].copy_from_slice(&self.scratch);
         let (left_rows, right_rows) = rows.split_at_mut(mid);
+        let (small, mut large) = if left_rows.len() <= right_rows.len() {
+            (self.histogram(left_rows), hist)
+        } else {
+            (self.histogram(right_rows), hist)
+        };
+        for (l, s) in large.iter_mut().zip(&small) {
+            l.0 -= s.0;
+            l.1 -= s.1;
+        }
+        let (left_hist, right_hist) = if left_rows.len() <= right_rows.len() { (small, large) } else { (large, small) };
         let left = self.nodes.len();
         self.nodes.push(leaf());
-        self.grow(left, left_rows, depth + 1);
+        self.grow(left, left_rows, left_hist, depth + 1);
         let right = self.nodes.len();
         self.nodes.push(leaf());
-        self.grow(right, right_rows, depth + 1);
+        self.grow(right, right_rows, right_hist, depth + 1);
         let n = &mut self.nodes[index];
         n.feature = split.feature as u32;
         n.threshold = self.bins.cuts[split.feature][split.bin];
@@ -216,9 +252,10 @@ pub fn fit(train: &[&Row], valid: &[&Row], p: &Params, mut progress: impl FnMut(
     // Balanced by default, but softened: full balancing over-weights a few hundred positives.
     let w_pos = p.positive_weight.unwrap_or_else(|| (neg as f64 / pos as f64).sqrt());
     let bins = Bins::new(train, p.bins.clamp(2, 255));
-    let binned: Vec<Vec<u8>> =
-        (0..FEATURES.len()).map(|j| train.iter().map(|r| bins.bin(j, f64::from(r.x[j]))).collect()).collect();
+    let n_f = FEATURES.len();
+    let binned: Vec<u8> = train.iter().flat_map(|r| (0..n_f).map(|j| bins.bin(j, f64::from(r.x[j])))).collect();
     let n_bins: Vec<usize> = bins.cuts.iter().map(|c| c.len() + 1).collect();
+    let stride = n_bins.iter().copied().max().unwrap_or(1);
     let y: Vec<bool> = train.iter().map(|r| r.fraud).collect();
     let w: Vec<f64> = y.iter().map(|y| if *y { w_pos } else { 1.0 }).collect();
     let prior = (pos as f64 * w_pos) / (pos as f64 * w_pos + neg as f64);
@@ -229,6 +266,7 @@ pub fn fit(train: &[&Row], valid: &[&Row], p: &Params, mut progress: impl FnMut(
     let mut valid_margin = vec![base; valid.len()];
     let (mut g, mut h) = (vec![0.0; train.len()], vec![0.0; train.len()]);
     let mut rng = Rng(p.seed);
+    let mut scratch = Vec::new();
     let mut trees = Vec::new();
     let mut valid_loss = Vec::new();
     let (mut best, mut best_at) = (f64::INFINITY, 0);
@@ -239,8 +277,21 @@ pub fn fit(train: &[&Row], valid: &[&Row], p: &Params, mut progress: impl FnMut(
             h[i] = (w[i] * q * (1.0 - q)).max(1e-12);
         }
         let mut rows: Vec<u32> = (0..train.len() as u32).filter(|_| rng.unit() < p.subsample).collect();
-        let mut grower = Grower { binned: &binned, n_bins: &n_bins, bins: &bins, g: &g, h: &h, p, nodes: vec![leaf()] };
-        grower.grow(0, &mut rows, 0);
+        let mut grower = Grower {
+            binned: &binned,
+            n_f,
+            n_bins: &n_bins,
+            stride,
+            bins: &bins,
+            g: &g,
+            h: &h,
+            p,
+            nodes: vec![leaf()],
+            scratch,
+        };
+        let root = grower.histogram(&rows);
+        grower.grow(0, &mut rows, root, 0);
+        scratch = grower.scratch;
         let tree = Tree { nodes: grower.nodes };
         for (m, r) in margin.iter_mut().zip(train) {
             *m += tree_value(&tree, &r.x);
@@ -282,7 +333,7 @@ mod tests {
                 // Fraud only where both hold: an interaction a linear model cannot express.
                 let fraud =
                     x[F::UserDeviceNew as usize] == 1.0 && x[F::SessionGapCv as usize] < 0.2 && rng.unit() < 0.9;
-                Row { ts: i as i64, session: i as u32, fraud, transfer_value: 0.0, kind: None, x }
+                Row { ts: i as i64, session: i as u64, fraud, transfer_value: 0.0, kind: None, x }
             })
             .collect()
     }

@@ -37,6 +37,11 @@ pub struct TrainArgs {
     /// Depth of each boosted tree.
     #[arg(long, env = "BOOSTED_DEPTH", default_value_t = 5)]
     pub depth: usize,
+    /// Bounds memory and fit time: at most about this many training rows (0: all). Legitimate
+    /// sessions are sampled whole, fraudulent ones always kept; validation and test are not
+    /// sampled. Memory is about 300 bytes a kept row plus the replay's history (see README).
+    #[arg(long, env = "MAX_TRAIN_ROWS", default_value_t = 1_500_000)]
+    pub max_train_rows: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -144,7 +149,12 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
     let t0 = Instant::now();
     let parts = lake::partitions(&args.lake, lake::EVENTS).unwrap_or_default().len();
     let bar = progress_bar(parts as u64, "replay");
-    let ds = dataset::build(&args.lake, None, |date, n| {
+    let opts = dataset::Options {
+        cutoff: None,
+        label_delay_days: Some(args.label_delay_days),
+        max_train_rows: args.max_train_rows,
+    };
+    let ds = dataset::build(&args.lake, &opts, |date, n| {
         bar.inc(1);
         tracing::info!(date, events = n, "replayed partition");
     })?;
@@ -155,16 +165,24 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
         rejected = ds.events_rejected,
         labels_used = ds.labels_used,
         labels_after_cutoff = ds.labels_late,
+        rows_kept = ds.rows.len(),
+        rows_dropped = ds.rows_dropped,
+        train_sample_rate = ds.train_sample_rate,
+        history_keys = ds.history_keys,
         secs = t0.elapsed().as_secs_f64(),
         "lake replayed through the feature definition"
     );
-    let split = Split::by_time(ds.first_ts, ds.cutoff, args.label_delay_days)?;
+    let split = match &ds.split {
+        Some(s) => s.clone(),
+        None => anyhow::bail!("the lake at {} has no events; nothing to train on", args.lake.display()),
+    };
     let (train_rows, valid_rows, test_rows) =
         (split.rows(&ds, split.train), split.rows(&ds, split.valid), split.rows(&ds, split.test));
     let version = new_version(&args.registry);
     let meta = serde_json::json!({
         "split": &split,
         "rows": {"train": train_rows.len(), "valid": valid_rows.len(), "test": test_rows.len()},
+        "train_sample_rate": ds.train_sample_rate,
         "label_delay_days": args.label_delay_days,
         "cutoff": models::format_ts(ds.cutoff),
     });
@@ -173,6 +191,7 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
     if args.model != ModelChoice::Boosted {
         let t = Instant::now();
         let fit = train::fit_logistic(&train_rows, Params { alpha: args.alpha, ..Params::default() })?;
+        tracing::info!(rows = fit.rows, secs = t.elapsed().as_secs_f64(), "logistic regression fitted");
         let (model, valid) = calibrate(train::artifact(&version, fit.into_model(), meta.clone()), &valid_rows);
         candidates.push(Candidate { model, valid, secs: t.elapsed().as_secs_f64() });
     }
@@ -180,7 +199,12 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
         let t = Instant::now();
         let p = gbdt::Params { trees: args.trees, depth: args.depth, ..gbdt::Params::default() };
         let bar = progress_bar(p.trees as u64, "trees");
-        let fit = gbdt::fit(&train_rows, &valid_rows, &p, |n| bar.set_position(n as u64))?;
+        let fit = gbdt::fit(&train_rows, &valid_rows, &p, |n| {
+            bar.set_position(n as u64);
+            if n % 50 == 0 {
+                tracing::info!(trees = n, secs = t.elapsed().as_secs_f64(), "boosting");
+            }
+        })?;
         bar.finish_and_clear();
         tracing::info!(trees = fit.trees.len(), secs = t.elapsed().as_secs_f64(), "boosted trees fitted");
         let model = Model::Boosted { base: fit.base, trees: fit.trees };
