@@ -1,6 +1,6 @@
 //! History stores: execute a micro-batch of [`Op`]s in order and return one result per op.
 
-use models::history::{MemoryHistory, Op, OpResult};
+use models::history::{Key, MemoryHistory, Op, OpResult};
 use redis::Value;
 use redis::aio::ConnectionManager;
 use std::future::Future;
@@ -27,7 +27,7 @@ pub struct MemoryStore(pub Mutex<MemoryHistory>);
 impl HistoryStore for MemoryStore {
     async fn execute(&self, ops: &[Op]) -> Result<Vec<OpResult>, StoreError> {
         let mut h = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(ops.iter().map(|op| h.apply(op)).collect())
+        Ok(h.apply_all(ops))
     }
 }
 
@@ -52,6 +52,7 @@ fn op_name(op: &Op) -> &'static str {
     match op {
         Op::Count { .. } => "count",
         Op::Range { .. } => "range",
+        Op::Times { .. } => "times",
         Op::Add { .. } => "add",
         Op::FirstSeen { .. } => "first_seen",
         Op::Lookup { .. } => "lookup",
@@ -81,7 +82,7 @@ fn to_result(op: &Op, v: Value) -> Result<OpResult, StoreError> {
             Value::Int(n) => OpResult::Count(n.max(0) as u64),
             other => return Err(bad(&other)),
         },
-        Op::Range { .. } => {
+        Op::Range { .. } | Op::Times { .. } => {
             let items = match v {
                 Value::Array(items) => items,
                 Value::Nil => Vec::new(),
@@ -94,7 +95,11 @@ fn to_result(op: &Op, v: Value) -> Result<OpResult, StoreError> {
                 let score = string_of(s).and_then(|s| s.parse::<f64>().ok()).ok_or_else(|| bad(s))?;
                 out.push((member, score as i64));
             }
-            OpResult::Range(out)
+            if matches!(op, Op::Times { .. }) {
+                OpResult::Times(out.into_iter().map(|(_, t)| t).collect())
+            } else {
+                OpResult::Range(out)
+            }
         }
         Op::FirstSeen { .. } | Op::Lookup { .. } => match v {
             Value::Nil => OpResult::Time(None),
@@ -119,32 +124,32 @@ impl HistoryStore for RedisStore {
         for op in ops {
             match op {
                 Op::Count { key, from, to } => {
-                    pipe.cmd("ZCOUNT").arg(key).arg(*from).arg(*to);
+                    pipe.cmd("ZCOUNT").arg(&**key).arg(*from).arg(*to);
                 }
-                Op::Range { key, from, to } => {
-                    pipe.cmd("ZRANGEBYSCORE").arg(key).arg(*from).arg(*to).arg("WITHSCORES");
+                Op::Range { key, from, to } | Op::Times { key, from, to } => {
+                    pipe.cmd("ZRANGEBYSCORE").arg(&**key).arg(*from).arg(*to).arg("WITHSCORES");
                 }
                 Op::Add { key, member, ts, keep_after, max_len, ttl_s } => {
-                    pipe.cmd("ZADD").arg(key).arg("GT").arg(*ts).arg(member).ignore();
-                    pipe.cmd("ZREMRANGEBYSCORE").arg(key).arg("-inf").arg(format!("({keep_after}")).ignore();
-                    pipe.cmd("ZREMRANGEBYRANK").arg(key).arg(0).arg(-(*max_len as i64) - 1).ignore();
-                    pipe.cmd("EXPIRE").arg(key).arg(*ttl_s).ignore();
+                    pipe.cmd("ZADD").arg(&**key).arg("GT").arg(*ts).arg(member).ignore();
+                    pipe.cmd("ZREMRANGEBYSCORE").arg(&**key).arg("-inf").arg(format!("({keep_after}")).ignore();
+                    pipe.cmd("ZREMRANGEBYRANK").arg(&**key).arg(0).arg(-(*max_len as i64) - 1).ignore();
+                    pipe.cmd("EXPIRE").arg(&**key).arg(*ttl_s).ignore();
                 }
                 Op::FirstSeen { key, member, ts, ttl_s } => {
-                    pipe.cmd("HGET").arg(key).arg(member);
-                    pipe.cmd("HSETNX").arg(key).arg(member).arg(*ts).ignore();
+                    pipe.cmd("HGET").arg(&**key).arg(member);
+                    pipe.cmd("HSETNX").arg(&**key).arg(member).arg(*ts).ignore();
                     // Set when new, extend when longer, never shorten (Redis ≥ 7).
-                    pipe.cmd("EXPIRE").arg(key).arg(*ttl_s).arg("NX").ignore();
-                    pipe.cmd("EXPIRE").arg(key).arg(*ttl_s).arg("GT").ignore();
+                    pipe.cmd("EXPIRE").arg(&**key).arg(*ttl_s).arg("NX").ignore();
+                    pipe.cmd("EXPIRE").arg(&**key).arg(*ttl_s).arg("GT").ignore();
                 }
                 Op::Lookup { key, member } => {
-                    pipe.cmd("HGET").arg(key).arg(member);
+                    pipe.cmd("HGET").arg(&**key).arg(member);
                 }
                 Op::Swap { key, value, ttl_s } => {
-                    pipe.cmd("SET").arg(key).arg(value).arg("EX").arg(*ttl_s).arg("GET");
+                    pipe.cmd("SET").arg(&**key).arg(value).arg("EX").arg(*ttl_s).arg("GET");
                 }
                 Op::Get { key } => {
-                    pipe.cmd("GET").arg(key);
+                    pipe.cmd("GET").arg(&**key);
                 }
             }
         }
@@ -177,7 +182,7 @@ pub mod contract_tests {
     pub async fn run<S: HistoryStore>(store: &S, ns: &str) {
         // A batch with nothing to do is answered, not refused.
         assert_eq!(store.execute(&[]).await.unwrap(), Vec::<OpResult>::new());
-        let k = |s: &str| format!("{ns}:{s}");
+        let k = |s: &str| -> Key { format!("{ns}:{s}").into() };
         let ops = vec![
             add(&k("z"), "a", 10, 0, 10),
             add(&k("z"), "a", 5, 0, 10),
@@ -198,6 +203,8 @@ pub mod contract_tests {
             Op::Get { key: k("nothing") },
             add(&k("big"), "m1", 1_764_000_000_123, 1_763_000_000_000, 10),
             Op::Range { key: k("big"), from: 1_764_000_000_000, to: 1_764_000_000_123 },
+            Op::Times { key: k("z"), from: 0, to: 100 },
+            Op::Times { key: k("missing"), from: 0, to: 100 },
         ];
         let got = store.execute(&ops).await.expect("store executes the contract ops");
         let mut reference = MemoryHistory::new();
@@ -211,6 +218,7 @@ pub mod contract_tests {
         assert_eq!(want[10], OpResult::Time(Some(7)));
         assert_eq!(want[14], OpResult::Value(Some("1".into())));
         assert_eq!(want[18], OpResult::Range(vec![("m1".into(), 1_764_000_000_123)]));
+        assert_eq!((&want[19], &want[20]), (&OpResult::Times(vec![20, 40]), &OpResult::Times(vec![])));
     }
 }
 

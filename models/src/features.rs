@@ -8,7 +8,7 @@
 
 use crate::ClickEvent;
 use crate::event::kind;
-use crate::history::{Op, OpResult, key};
+use crate::history::{Key, Op, OpResult, key_into};
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -245,6 +245,8 @@ pub struct Plan {
 struct Planner {
     ops: Vec<Op>,
     writes: Vec<Op>,
+    /// Scratch for building keys: one allocation per key (the shared [`Key`]), none per use.
+    buf: String,
 }
 
 impl Planner {
@@ -256,10 +258,15 @@ impl Planner {
         self.writes.push(op);
     }
 
+    fn key(&mut self, family: &str, id: &str) -> Key {
+        key_into(&mut self.buf, family, id);
+        Key::from(self.buf.as_str())
+    }
+
     /// Counts of `key` in each window before `ts`; when `record` is set, the event is added to
     /// the set (kept as long as the longest window). Returns the slots in window order.
-    fn counter(&mut self, key: String, ts: i64, windows: &[i64], record: Option<&str>) -> Vec<usize> {
-        let slots = windows.iter().map(|w| self.read(Op::Count { key: key.clone(), from: ts - w, to: ts })).collect();
+    fn counter<const N: usize>(&mut self, key: Key, ts: i64, windows: [i64; N], record: Option<&str>) -> [usize; N] {
+        let slots = windows.map(|w| self.read(Op::Count { key: key.clone(), from: ts - w, to: ts }));
         if let Some(member) = record {
             let longest = windows.iter().copied().max().unwrap_or(DAY_MS);
             self.write(add(key, member.to_string(), ts, longest, MAX_SET, 2 * DAY_S));
@@ -268,11 +275,49 @@ impl Planner {
     }
 }
 
+/// `a` then `b` in one allocation (`format!` costs several times more on this path).
+fn concat(a: &str, b: &str) -> String {
+    let mut s = String::with_capacity(a.len() + b.len());
+    s.push_str(a);
+    s.push_str(b);
+    s
+}
+
+/// An address as text, as `Display` writes it; IPv4 (nearly all traffic) without the
+/// formatting machinery, which is a tenth of replay time otherwise.
+fn ip_text(ip: &IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else { return ip.to_string() };
+    let mut s = String::with_capacity(15);
+    for (i, o) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        push_u8(&mut s, o);
+    }
+    s
+}
+
+fn push_u8(s: &mut String, n: u8) {
+    if n >= 100 {
+        s.push(char::from(b'0' + n / 100));
+    }
+    if n >= 10 {
+        s.push(char::from(b'0' + n / 10 % 10));
+    }
+    s.push(char::from(b'0' + n % 10));
+}
+
 fn subnet(ip: &IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => {
             let o = v4.octets();
-            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+            let mut s = String::with_capacity(18);
+            for b in &o[..3] {
+                push_u8(&mut s, *b);
+                s.push('.');
+            }
+            s.push_str("0/24");
+            s
         }
         IpAddr::V6(v6) => {
             let s = v6.segments();
@@ -281,29 +326,32 @@ fn subnet(ip: &IpAddr) -> String {
     }
 }
 
-fn add(key: String, member: String, ts: i64, window: i64, max_len: usize, ttl_s: u64) -> Op {
+fn add(key: Key, member: String, ts: i64, window: i64, max_len: usize, ttl_s: u64) -> Op {
     Op::Add { key, member, ts, keep_after: ts - window, max_len, ttl_s }
 }
 
 /// Lists the history reads and writes for `ev`.
 pub fn plan(ev: &ClickEvent) -> Plan {
     let ts = ev.ts;
-    let mut p = Planner { ops: Vec::with_capacity(24), writes: Vec::with_capacity(12) };
+    let mut p = Planner { ops: Vec::with_capacity(48), writes: Vec::with_capacity(12), buf: String::with_capacity(64) };
     let is_login = ev.is(kind::LOGIN);
     let login_ok = is_login && ev.succeeded();
     let login_failed = is_login && ev.failed();
-    let ip = ev.ip.to_string();
+    let ip = ip_text(&ev.ip);
     let sid = &ev.session_id;
     let payee = ev.payee_id.as_deref().filter(|_| ev.is(kind::TRANSFER) || ev.is(kind::ADD_PAYEE));
 
     // Session.
-    let session_key = key("s:ev", sid);
-    let session_range = p.read(Op::Range { key: session_key.clone(), from: ts - DAY_MS, to: ts });
+    let session_key = p.key("s:ev", sid);
+    let session_range = p.read(Op::Times { key: session_key.clone(), from: ts - DAY_MS, to: ts });
     p.write(add(session_key, ev.event_id.clone(), ts, DAY_MS, MAX_SESSION_EVENTS, DAY_S));
-    let session_ip = p.read(Op::Swap { key: key("s:ip", sid), value: ip.clone(), ttl_s: DAY_S });
-    let session_device =
-        ev.device_id.as_ref().map(|d| p.read(Op::Swap { key: key("s:dv", sid), value: d.clone(), ttl_s: DAY_S }));
-    let session_marks = key("s:fs", sid);
+    let key = p.key("s:ip", sid);
+    let session_ip = p.read(Op::Swap { key, value: ip.clone(), ttl_s: DAY_S });
+    let session_device = ev.device_id.as_ref().map(|d| {
+        let key = p.key("s:dv", sid);
+        p.read(Op::Swap { key, value: d.clone(), ttl_s: DAY_S })
+    });
+    let session_marks = p.key("s:fs", sid);
     let session_login = if login_ok {
         p.read(Op::FirstSeen { key: session_marks.clone(), member: "login".into(), ts, ttl_s: DAY_S })
     } else {
@@ -317,7 +365,7 @@ pub fn plan(ev: &ClickEvent) -> Plan {
     let reads_terms = ev.is(kind::PAGE_VIEW) && ev.path.as_deref().is_some_and(is_terms_page);
     let session_terms = mark(&mut p, "terms", reads_terms);
     let session_payee = payee.map(|payee| {
-        let member = format!("payee:{payee}");
+        let member = concat("payee:", payee);
         if ev.is(kind::ADD_PAYEE) {
             p.read(Op::FirstSeen { key: session_marks.clone(), member, ts, ttl_s: DAY_S })
         } else {
@@ -328,25 +376,32 @@ pub fn plan(ev: &ClickEvent) -> Plan {
     // IP.
     let id = ev.event_id.as_str();
     let net = subnet(&ev.ip);
-    let ip_fails = p.counter(key("ip:fl", &ip), ts, &[MINUTE_MS, HOUR_MS, DAY_MS], login_failed.then_some(id));
-    let (ip_fail_1m, ip_fail_1h, ip_fail_24h) = (ip_fails[0], ip_fails[1], ip_fails[2]);
-    let subnet_fails = p.counter(key("sn:fl", &net), ts, &[HOUR_MS, DAY_MS], login_failed.then_some(id));
-    let (subnet_fail_1h, subnet_fail_24h) = (subnet_fails[0], subnet_fails[1]);
-    let ip_resets_1h = p.counter(key("ip:pr", &ip), ts, &[HOUR_MS], ev.is(kind::PASSWORD_RESET).then_some(id))[0];
-    let session_fails = p.counter(key("s:fl", sid), ts, &[DAY_MS], login_failed.then_some(id))[0];
-    let ip_logins_1h = p.counter(key("ip:lg", &ip), ts, &[HOUR_MS], is_login.then_some(id))[0];
-    let ip_users_24h = p.read(Op::Count { key: key("ip:du", &ip), from: ts - DAY_MS, to: ts });
+    let k = p.key("ip:fl", &ip);
+    let [ip_fail_1m, ip_fail_1h, ip_fail_24h] =
+        p.counter(k, ts, [MINUTE_MS, HOUR_MS, DAY_MS], login_failed.then_some(id));
+    let k = p.key("sn:fl", &net);
+    let [subnet_fail_1h, subnet_fail_24h] = p.counter(k, ts, [HOUR_MS, DAY_MS], login_failed.then_some(id));
+    let k = p.key("ip:pr", &ip);
+    let [ip_resets_1h] = p.counter(k, ts, [HOUR_MS], ev.is(kind::PASSWORD_RESET).then_some(id));
+    let k = p.key("s:fl", sid);
+    let [session_fails] = p.counter(k, ts, [DAY_MS], login_failed.then_some(id));
+    let k = p.key("ip:lg", &ip);
+    let [ip_logins_1h] = p.counter(k, ts, [HOUR_MS], is_login.then_some(id));
+    let ip_users = p.key("ip:du", &ip);
+    let ip_users_24h = p.read(Op::Count { key: ip_users.clone(), from: ts - DAY_MS, to: ts });
 
     // Device.
-    let device_users_24h =
-        ev.device_id.as_ref().map(|d| p.read(Op::Count { key: key("dv:du", d), from: ts - DAY_MS, to: ts }));
-    let device_fails =
-        ev.device_id.as_ref().map(|d| p.counter(key("dv:fl", d), ts, &[HOUR_MS, DAY_MS], login_failed.then_some(id)));
+    let device_users = ev.device_id.as_ref().map(|d| p.key("dv:du", d));
+    let device_users_24h = device_users.clone().map(|key| p.read(Op::Count { key, from: ts - DAY_MS, to: ts }));
+    let device_fails = ev.device_id.as_ref().map(|d| {
+        let k = p.key("dv:fl", d);
+        p.counter(k, ts, [HOUR_MS, DAY_MS], login_failed.then_some(id))
+    });
 
     // User.
     let mut s = Slots::default();
     if let Some(user) = ev.user_id.as_deref() {
-        let seen = key("u:seen", user);
+        let seen = p.key("u:seen", user);
         // Failed logins and resets do not prove the account exists; TTLs only ever grow, so
         // this never shortens a real customer's history.
         let unproven = (is_login && !login_ok) || ev.is(kind::PASSWORD_RESET);
@@ -354,27 +409,30 @@ pub fn plan(ev: &ClickEvent) -> Plan {
         let first_seen =
             |p: &mut Planner, member: String| p.read(Op::FirstSeen { key: seen.clone(), member, ts, ttl_s: user_ttl });
         s.user_known = Some(first_seen(&mut p, "*".into()));
-        s.user_device = ev.device_id.as_ref().map(|d| first_seen(&mut p, format!("d:{d}")));
-        s.user_ip = Some(first_seen(&mut p, format!("i:{ip}")));
-        s.user_subnet = Some(first_seen(&mut p, format!("n:{net}")));
-        s.user_country = ev.country.as_ref().map(|c| first_seen(&mut p, format!("c:{c}")));
-        s.user_payee = payee.map(|py| first_seen(&mut p, format!("p:{py}")));
+        s.user_device = ev.device_id.as_ref().map(|d| first_seen(&mut p, concat("d:", d)));
+        s.user_ip = Some(first_seen(&mut p, concat("i:", &ip)));
+        s.user_subnet = Some(first_seen(&mut p, concat("n:", &net)));
+        s.user_country = ev.country.as_ref().map(|c| first_seen(&mut p, concat("c:", c)));
+        s.user_payee = payee.map(|py| first_seen(&mut p, concat("p:", py)));
 
-        let fails = p.counter(key("u:fl", user), ts, &[MINUTE_MS, HOUR_MS, DAY_MS], login_failed.then_some(id));
-        (s.user_fail_1m, s.user_fail_1h, s.user_fail_24h) = (Some(fails[0]), Some(fails[1]), Some(fails[2]));
-        let logins = p.counter(key("u:ls", user), ts, &[HOUR_MS, DAY_MS], login_ok.then_some(id));
-        (s.user_logins_1h, s.user_logins_24h) = (Some(logins[0]), Some(logins[1]));
-        let adds = p.counter(key("u:pa", user), ts, &[HOUR_MS, DAY_MS], ev.is(kind::ADD_PAYEE).then_some(id));
-        (s.user_payee_adds_1h, s.user_payee_adds_24h) = (Some(adds[0]), Some(adds[1]));
-        let resets = p.counter(key("u:pr", user), ts, &[HOUR_MS, DAY_MS], ev.is(kind::PASSWORD_RESET).then_some(id));
-        (s.user_resets_1h, s.user_resets_24h) = (Some(resets[0]), Some(resets[1]));
-        let transfers = key("u:tx", user);
+        let k = p.key("u:fl", user);
+        let fails = p.counter(k, ts, [MINUTE_MS, HOUR_MS, DAY_MS], login_failed.then_some(id)).map(Some);
+        [s.user_fail_1m, s.user_fail_1h, s.user_fail_24h] = fails;
+        let k = p.key("u:ls", user);
+        [s.user_logins_1h, s.user_logins_24h] = p.counter(k, ts, [HOUR_MS, DAY_MS], login_ok.then_some(id)).map(Some);
+        let k = p.key("u:pa", user);
+        let adds = p.counter(k, ts, [HOUR_MS, DAY_MS], ev.is(kind::ADD_PAYEE).then_some(id)).map(Some);
+        [s.user_payee_adds_1h, s.user_payee_adds_24h] = adds;
+        let k = p.key("u:pr", user);
+        let resets = p.counter(k, ts, [HOUR_MS, DAY_MS], ev.is(kind::PASSWORD_RESET).then_some(id)).map(Some);
+        [s.user_resets_1h, s.user_resets_24h] = resets;
+        let transfers = p.key("u:tx", user);
         s.user_transfers = Some(p.read(Op::Range { key: transfers.clone(), from: ts - DAY_MS, to: ts }));
         if ev.is(kind::TRANSFER) {
             let member = format!("{}|{}", ev.event_id, ev.amount.unwrap_or(0.0));
             p.write(add(transfers, member, ts, DAY_MS, MAX_SET, 2 * DAY_S));
         }
-        let last_login = key("u:ll", user);
+        let last_login = p.key("u:ll", user);
         s.last_login = Some(if login_ok {
             let value = format!("{}|{}", ev.country.as_deref().unwrap_or(""), ts);
             p.read(Op::Swap { key: last_login, value, ttl_s: USER_TTL_S })
@@ -382,16 +440,16 @@ pub fn plan(ev: &ClickEvent) -> Plan {
             p.read(Op::Get { key: last_login })
         });
         if is_login {
-            p.write(add(key("ip:du", &ip), user.to_string(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
-            if let Some(d) = &ev.device_id {
-                p.write(add(key("dv:du", d), user.to_string(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
+            p.write(add(ip_users, user.to_string(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
+            if let Some(key) = device_users {
+                p.write(add(key, user.to_string(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
             }
         }
     }
 
     // Payee fan-in (mules receive from many payers).
     if let Some(py) = payee.filter(|_| ev.is(kind::TRANSFER)) {
-        let payers = key("p:du", py);
+        let payers = p.key("p:du", py);
         s.payee_payers = Some(p.read(Op::Count { key: payers.clone(), from: ts - DAY_MS, to: ts }));
         if let Some(user) = &ev.user_id {
             p.write(add(payers, user.clone(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
@@ -445,14 +503,28 @@ const AUTOMATION_MARKERS: &[&str] = &[
 
 /// Terms, conditions or licence pages (the EULA a fraudster never reads).
 fn is_terms_page(path: &str) -> bool {
-    let p = path.to_ascii_lowercase();
-    ["terms", "eula", "conditions", "legal"].iter().any(|m| p.contains(m))
+    lowercase(path, |p| ["terms", "eula", "conditions", "legal"].iter().any(|m| p.contains(m)))
 }
 
 fn ua_automation(ua: Option<&str>) -> bool {
     let Some(ua) = ua else { return false };
-    let ua = ua.to_ascii_lowercase();
-    AUTOMATION_MARKERS.iter().any(|m| ua.contains(m))
+    lowercase(ua, |ua| AUTOMATION_MARKERS.iter().any(|m| ua.contains(m)))
+}
+
+/// Calls `f` with `s` in ASCII lowercase, copied on the stack when it is short (as nearly every
+/// user agent and path is): these run on every event, and `str::contains` is fast only on
+/// lowercased text.
+fn lowercase<R>(s: &str, f: impl FnOnce(&str) -> R) -> R {
+    let mut buf = [0u8; 512];
+    match buf.get_mut(..s.len()) {
+        Some(b) => {
+            b.copy_from_slice(s.as_bytes());
+            b.make_ascii_lowercase();
+            // ASCII case changes keep UTF-8 valid.
+            f(std::str::from_utf8(b).unwrap_or_default())
+        }
+        None => f(&s.to_ascii_lowercase()),
+    }
 }
 
 /// Computes the feature vector from a plan's results (`results[i]` answers `plan.ops[i]`).
@@ -512,11 +584,11 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     let amount_24h: f64 =
         transfers.iter().filter_map(|(m, _)| m.rsplit_once('|').and_then(|(_, a)| a.parse::<f64>().ok())).sum();
     set(F::UserTransferAmount24h, amount_24h);
-    let last_hour: Vec<&(String, i64)> = transfers.iter().filter(|(_, t)| *t >= ts - HOUR_MS).collect();
-    set(F::UserTransfers1h, last_hour.len() as f64);
+    let last_hour = || transfers.iter().filter(|(_, t)| *t >= ts - HOUR_MS);
+    set(F::UserTransfers1h, last_hour().count() as f64);
     set(
         F::UserTransferAmount1h,
-        last_hour.iter().filter_map(|(m, _)| m.rsplit_once('|').and_then(|(_, a)| a.parse::<f64>().ok())).sum(),
+        last_hour().filter_map(|(m, _)| m.rsplit_once('|').and_then(|(_, a)| a.parse::<f64>().ok())).sum(),
     );
     set(F::UserPayeeNew, is_new(s.user_payee));
 
@@ -535,19 +607,19 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     set(F::SessionFailedLogins, r(s.session_fails).count() as f64);
 
     // Session shape from the timestamps of its earlier events.
-    let times: Vec<i64> = r(s.session_range).range().iter().map(|(_, t)| *t).collect();
+    // Earlier events' times come in ascending order (the window is `[ts - 1 day, ts]`), so this
+    // event's time goes last and the gaps are consecutive differences.
+    let times = r(s.session_range).times();
     set(F::SessionEventsBefore, times.len() as f64);
-    let first = times.iter().copied().min().unwrap_or(ts);
+    let first = times.first().copied().unwrap_or(ts);
     set(F::SessionAgeS, (ts - first).max(0) as f64 / 1000.0);
     set(F::SessionRatePerMin, times.iter().filter(|t| **t >= ts - MINUTE_MS).count() as f64);
-    let mut sorted = times.clone();
-    sorted.push(ts);
-    sorted.sort_unstable();
-    let gaps: Vec<f64> = sorted.windows(2).map(|w| (w[1] - w[0]) as f64 / 1000.0).collect();
-    let mean = if gaps.is_empty() { 0.0 } else { gaps.iter().sum::<f64>() / gaps.len() as f64 };
+    let gaps = || times.iter().zip(times.iter().skip(1).chain([&ts])).map(|(a, b)| (b - a) as f64 / 1000.0);
+    let n_gaps = times.len();
+    let mean = if n_gaps == 0 { 0.0 } else { gaps().sum::<f64>() / n_gaps as f64 };
     set(F::SessionGapMeanS, mean);
-    let cv = if gaps.len() >= 3 && mean > 0.0 {
-        let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+    let cv = if n_gaps >= 3 && mean > 0.0 {
+        let var = gaps().map(|g| (g - mean).powi(2)).sum::<f64>() / n_gaps as f64;
         var.sqrt() / mean
     } else {
         1.0
@@ -559,7 +631,7 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     let payee_added_at = ro(s.session_payee).and_then(OpResult::time).filter(|_| ev.is(kind::TRANSFER));
     set(F::SessionPayeeAddedHere, flag(payee_added_at.is_some()));
     set(F::SessionSecsSincePayeeAdd, payee_added_at.map(|t| (ts - t).max(0) as f64 / 1000.0).unwrap_or(0.0));
-    let ip = ev.ip.to_string();
+    let ip = ip_text(&ev.ip);
     set(F::SessionIpChanged, flag(r(s.session_ip).value().is_some_and(|prev| prev != ip)));
     let device_changed = match (ro(s.session_device).and_then(OpResult::value), &ev.device_id) {
         (Some(prev), Some(cur)) => prev != cur,
@@ -590,7 +662,7 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
 pub fn replay_one(history: &mut crate::history::MemoryHistory, ev: &ClickEvent) -> FeatureVector {
     history.advance_to(ev.ts);
     let plan = plan(ev);
-    let results: Vec<OpResult> = plan.ops.iter().map(|op| history.apply(op)).collect();
+    let results = history.apply_all(&plan.ops);
     compute(ev, &plan, &results)
 }
 

@@ -11,25 +11,32 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+/// A history key (`fd:family:id`, see [`key`]). Shared, because one event's plan names the same
+/// key in several ops (a count per window, then the write), and replay stores it once.
+pub type Key = Arc<str>;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     /// Number of members of sorted set `key` with a score in `[from, to]`.
-    Count { key: String, from: i64, to: i64 },
+    Count { key: Key, from: i64, to: i64 },
     /// Members and scores of `key` with a score in `[from, to]`, in ascending order.
-    Range { key: String, from: i64, to: i64 },
+    Range { key: Key, from: i64, to: i64 },
+    /// Only the scores of [`Op::Range`]: what a window of event times needs, without copying
+    /// members.
+    Times { key: Key, from: i64, to: i64 },
     /// Put `member` at `ts` unless it is already at a later time; then drop members older than
     /// `keep_after`, keep only the newest `max_len`, and let the key expire after `ttl_s`
     /// of wall-clock inactivity (a memory bound only; windows are enforced by event time).
-    Add { key: String, member: String, ts: i64, keep_after: i64, max_len: usize, ttl_s: u64 },
+    Add { key: Key, member: String, ts: i64, keep_after: i64, max_len: usize, ttl_s: u64 },
     /// First-seen time of `member` in map `key`, recording `ts` if it was not seen. The key's
     /// wall-clock expiry is set to `ttl_s` if it has none, and otherwise only ever extended.
-    FirstSeen { key: String, member: String, ts: i64, ttl_s: u64 },
+    FirstSeen { key: Key, member: String, ts: i64, ttl_s: u64 },
     /// First-seen time of `member` in map `key`, without recording anything.
-    Lookup { key: String, member: String },
+    Lookup { key: Key, member: String },
     /// Sets string `key` to `value` and returns the previous value.
-    Swap { key: String, value: String, ttl_s: u64 },
+    Swap { key: Key, value: String, ttl_s: u64 },
     /// Reads string `key`.
-    Get { key: String },
+    Get { key: Key },
 }
 
 impl Op {
@@ -43,6 +50,7 @@ impl Op {
 pub enum OpResult {
     Count(u64),
     Range(Vec<(String, i64)>),
+    Times(Vec<i64>),
     Time(Option<i64>),
     Value(Option<String>),
     Done,
@@ -53,12 +61,19 @@ impl OpResult {
         match self {
             OpResult::Count(n) => *n,
             OpResult::Range(v) => v.len() as u64,
+            OpResult::Times(v) => v.len() as u64,
             _ => 0,
         }
     }
     pub fn range(&self) -> &[(String, i64)] {
         match self {
             OpResult::Range(v) => v,
+            _ => &[],
+        }
+    }
+    pub fn times(&self) -> &[i64] {
+        match self {
+            OpResult::Times(v) => v,
             _ => &[],
         }
     }
@@ -77,6 +92,37 @@ impl OpResult {
 }
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A key or member as its 128-bit XXH3 hash: replay holds millions of keys and looks up ~30 per
+/// event, and hashing, comparing and storing their text was a third of replay time. Two distinct
+/// texts share a hash with probability about 2⁻¹²⁸ per pair, far below any lake's worth of keys
+/// (keys here come from our own lake, not from someone crafting collisions).
+type Id = u128;
+
+fn id(text: &str) -> Id {
+    xxhash_rust::xxh3::xxh3_128(text.as_bytes())
+}
+
+/// Maps keyed by an [`Id`], which is already a hash: its low half is the table hash.
+type IdMap<V> = HashMap<Id, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u128` is used; this keeps any other use correct, if slower.
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// A sorted set as a time-ordered deque: replay adds mostly at the back and trims at the front,
 /// and a window count is two binary searches (Redis `ZCOUNT` is logarithmic too).
@@ -148,14 +194,14 @@ const SWEEP_EVERY_MS: i64 = 4 * 3_600_000;
 /// Redis whose wall clock has not moved); [`MemoryHistory::expiring`] expires keys on event
 /// time, which is what replaying a long history needs.
 ///
-/// Replay runs every event of the lake through here, so it avoids work per op: a fast
-/// non-cryptographic hash (keys come from our own lake, not from an attacker at this point),
-/// no key copies for keys that exist, shared member strings.
+/// Replay runs every event of the lake through here, so it avoids work per op: keys and map
+/// members are held as 128-bit XXH3 hashes, not text; sorted-set members are shared
+/// strings; a counter's windows over one key are one lookup ([`MemoryHistory::apply_all`]).
 #[derive(Debug, Default, Clone)]
 pub struct MemoryHistory {
-    sets: Map<String, Expiring<SortedSet>>,
-    maps: Map<String, Expiring<Map<String, i64>>>,
-    strings: Map<String, Expiring<Option<String>>>,
+    sets: IdMap<Expiring<SortedSet>>,
+    maps: IdMap<Expiring<IdMap<i64>>>,
+    strings: IdMap<Expiring<Option<String>>>,
     clock: Option<Clock>,
 }
 
@@ -172,25 +218,28 @@ fn reset(clock: Option<Clock>, ttl_s: u64) -> i64 {
 }
 
 /// The live value of `key`, or `None` if there is none or it has expired.
-fn live<'a, T>(map: &'a Map<String, Expiring<T>>, clock: Option<Clock>, key: &str) -> Option<&'a T> {
-    map.get(key).filter(|e| clock.is_none_or(|c| e.deadline > c.now)).map(|e| &e.value)
+fn live<'a, T>(map: &'a IdMap<Expiring<T>>, clock: Option<Clock>, key: &str) -> Option<&'a T> {
+    map.get(&id(key)).filter(|e| clock.is_none_or(|c| e.deadline > c.now)).map(|e| &e.value)
+}
+
+fn count(set: Option<&SortedSet>, from: i64, to: i64) -> OpResult {
+    OpResult::Count(set.map_or(0, |s| s.window(from, to).len()) as u64)
 }
 
 /// Runs `write` on the entry for `key`: created if missing, emptied if expired (Redis would have
-/// deleted it), without copying the key when it exists.
+/// deleted it).
 fn write<T: Default, R>(
-    map: &mut Map<String, Expiring<T>>,
+    map: &mut IdMap<Expiring<T>>,
     clock: Option<Clock>,
     key: &str,
     write: impl FnOnce(&mut Expiring<T>) -> R,
 ) -> R {
-    if let Some(e) = map.get_mut(key) {
-        if clock.is_some_and(|c| e.deadline <= c.now) {
-            *e = Expiring { value: T::default(), deadline: i64::MAX };
-        }
-        return write(e);
+    let fresh = || Expiring { value: T::default(), deadline: i64::MAX };
+    let e = map.entry(id(key)).or_insert_with(fresh);
+    if clock.is_some_and(|c| e.deadline <= c.now) {
+        *e = fresh();
     }
-    write(map.entry(key.to_string()).or_insert(Expiring { value: T::default(), deadline: i64::MAX }))
+    write(e)
 }
 
 impl MemoryHistory {
@@ -223,12 +272,15 @@ impl MemoryHistory {
     pub fn apply(&mut self, op: &Op) -> OpResult {
         let clock = self.clock;
         match op {
-            Op::Count { key, from, to } => {
-                OpResult::Count(live(&self.sets, clock, key).map(|s| s.window(*from, *to).len()).unwrap_or(0) as u64)
-            }
+            Op::Count { key, from, to } => count(live(&self.sets, clock, key), *from, *to),
             Op::Range { key, from, to } => OpResult::Range(
                 live(&self.sets, clock, key)
                     .map(|s| s.by_order.range(s.window(*from, *to)).map(|(sc, m)| (m.to_string(), *sc)).collect())
+                    .unwrap_or_default(),
+            ),
+            Op::Times { key, from, to } => OpResult::Times(
+                live(&self.sets, clock, key)
+                    .map(|s| s.by_order.range(s.window(*from, *to)).map(|(sc, _)| *sc).collect())
                     .unwrap_or_default(),
             ),
             Op::Add { key, member, ts, keep_after, max_len, ttl_s } => {
@@ -239,7 +291,7 @@ impl MemoryHistory {
                     e.value.by_order.is_empty()
                 });
                 if emptied {
-                    self.sets.remove(key.as_str());
+                    self.sets.remove(&id(key));
                 }
                 OpResult::Done
             }
@@ -247,16 +299,17 @@ impl MemoryHistory {
                 // Set when new, extend when longer, never shorten: as `EXPIRE NX` + `EXPIRE GT`.
                 let extended = reset(clock, *ttl_s);
                 e.deadline = if e.value.is_empty() { extended } else { e.deadline.max(extended) };
-                match e.value.get(member) {
+                let member = id(member);
+                match e.value.get(&member) {
                     Some(t) => OpResult::Time(Some(*t)),
                     None => {
-                        e.value.insert(member.clone(), *ts);
+                        e.value.insert(member, *ts);
                         OpResult::Time(None)
                     }
                 }
             }),
             Op::Lookup { key, member } => {
-                OpResult::Time(live(&self.maps, clock, key).and_then(|m| m.get(member)).copied())
+                OpResult::Time(live(&self.maps, clock, key).and_then(|m| m.get(&id(member))).copied())
             }
             Op::Swap { key, value, ttl_s } => write(&mut self.strings, clock, key, |e| {
                 e.deadline = reset(clock, *ttl_s);
@@ -264,6 +317,28 @@ impl MemoryHistory {
             }),
             Op::Get { key } => OpResult::Value(live(&self.strings, clock, key).cloned().flatten()),
         }
+    }
+
+    /// Executes a plan's ops in order, one result per op, as [`MemoryHistory::apply`] on each.
+    /// A run of counts over one key (a counter's windows) looks the key up once.
+    pub fn apply_all(&mut self, ops: &[Op]) -> Vec<OpResult> {
+        let mut out = Vec::with_capacity(ops.len());
+        let mut i = 0;
+        while let Some(op) = ops.get(i) {
+            let Op::Count { key, .. } = op else {
+                out.push(self.apply(op));
+                i += 1;
+                continue;
+            };
+            let set = live(&self.sets, self.clock, key);
+            while let Some(Op::Count { key: next, from, to }) = ops.get(i)
+                && next == key
+            {
+                out.push(count(set, *from, *to));
+                i += 1;
+            }
+        }
+        out
     }
 
     /// Number of keys held, for memory accounting in replay.
@@ -280,22 +355,30 @@ impl MemoryHistory {
 /// address another entity's keys (ids are always the last key component, `:` and `%` escaped).
 pub fn key(family: &str, id: &str) -> String {
     let mut k = String::with_capacity(4 + family.len() + id.len());
-    k.push_str("fd:");
-    k.push_str(family);
-    k.push(':');
-    if !id.chars().any(|c| c == ':' || c == '%' || c.is_control()) {
-        k.push_str(id);
-        return k;
+    key_into(&mut k, family, id);
+    k
+}
+
+/// [`key`], written into `out` (cleared first): the planner reuses one buffer for every key of
+/// an event, and only the shared [`Key`] it makes from it allocates.
+pub fn key_into(out: &mut String, family: &str, id: &str) {
+    out.clear();
+    out.push_str("fd:");
+    out.push_str(family);
+    out.push(':');
+    // Byte scan first: ids are nearly always plain, and `0xC2` leads every C1 control.
+    if !id.bytes().any(|b| b == b':' || b == b'%' || b < 0x20 || b == 0x7f || b == 0xc2) {
+        out.push_str(id);
+        return;
     }
     for c in id.chars() {
         match c {
-            ':' => k.push_str("%3A"),
-            '%' => k.push_str("%25"),
-            c if c.is_control() => k.push_str(&format!("%{:02X}", c as u32 & 0xff)),
-            c => k.push(c),
+            ':' => out.push_str("%3A"),
+            '%' => out.push_str("%25"),
+            c if c.is_control() => out.push_str(&format!("%{:02X}", c as u32 & 0xff)),
+            c => out.push(c),
         }
     }
-    k
 }
 
 #[cfg(test)]
@@ -404,5 +487,6 @@ mod tests {
     fn keys_escape_separators_so_ids_cannot_collide() {
         assert_ne!(key("u", "a:b"), key("u:a", "b"));
         assert_eq!(key("u", "a:b%"), "fd:u:a%3Ab%25");
+        assert_eq!(key("u", "a\nb\u{85}é"), "fd:u:a%0Ab%85é", "C0 and C1 controls are escaped, other text kept");
     }
 }

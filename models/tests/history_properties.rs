@@ -2,16 +2,16 @@
 //! reference written for obviousness (a sorted list per set), on random sequences that include
 //! out-of-order times, repeated members, trims by time and by length, and empty windows.
 
-use models::history::{MemoryHistory, Op, OpResult};
+use models::history::{Key, MemoryHistory, Op, OpResult};
 use proptest::prelude::*;
 use std::collections::HashMap;
 
 /// Sorted sets as sorted `(score, member)` lists; everything else as plain maps.
 #[derive(Default)]
 struct Reference {
-    sets: HashMap<String, Vec<(i64, String)>>,
-    maps: HashMap<String, HashMap<String, i64>>,
-    strings: HashMap<String, String>,
+    sets: HashMap<Key, Vec<(i64, String)>>,
+    maps: HashMap<Key, HashMap<String, i64>>,
+    strings: HashMap<Key, String>,
 }
 
 impl Reference {
@@ -26,6 +26,9 @@ impl Reference {
                 OpResult::Count(Self::in_window(self.sets.get(key), *from, *to).len() as u64)
             }
             Op::Range { key, from, to } => OpResult::Range(Self::in_window(self.sets.get(key), *from, *to)),
+            Op::Times { key, from, to } => {
+                OpResult::Times(Self::in_window(self.sets.get(key), *from, *to).into_iter().map(|(_, sc)| sc).collect())
+            }
             Op::Add { key, member, ts, keep_after, max_len, .. } => {
                 let set = self.sets.entry(key.clone()).or_default();
                 match set.iter().position(|(_, m)| m == member) {
@@ -60,12 +63,13 @@ impl Reference {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let key = prop::sample::select(vec!["a", "b", "c"]).prop_map(String::from);
+    let key = prop::sample::select(vec!["a", "b", "c"]).prop_map(Key::from);
     let member = prop::sample::select(vec!["m1", "m2", "m3", "m4", "m5", "m6"]).prop_map(String::from);
     let ts = 0i64..100;
     prop_oneof![
         (key.clone(), ts.clone(), 0i64..40).prop_map(|(key, from, len)| Op::Count { key, from, to: from + len - 10 }),
         (key.clone(), ts.clone(), 0i64..40).prop_map(|(key, from, len)| Op::Range { key, from, to: from + len - 10 }),
+        (key.clone(), ts.clone(), 0i64..40).prop_map(|(key, from, len)| Op::Times { key, from, to: from + len - 10 }),
         (key.clone(), member.clone(), ts.clone(), 0i64..60, 1usize..6).prop_map(|(key, member, ts, back, max_len)| {
             Op::Add { key, member, ts, keep_after: ts - back, max_len, ttl_s: 0 }
         }),
@@ -86,5 +90,12 @@ proptest! {
             prop_assert_eq!(fast.apply(op), reference.apply(op), "op {} of {}: {:?}", i, ops.len(), op);
         }
         prop_assert_eq!(fast.len(), reference.sets.len() + reference.maps.len() + reference.strings.len());
+    }
+
+    #[test]
+    fn a_whole_plan_at_once_answers_as_op_by_op(ops in prop::collection::vec(op(), 1..80)) {
+        let (mut batch, mut single) = (MemoryHistory::new(), MemoryHistory::new());
+        let one_by_one: Vec<OpResult> = ops.iter().map(|op| single.apply(op)).collect();
+        prop_assert_eq!(batch.apply_all(&ops), one_by_one);
     }
 }
