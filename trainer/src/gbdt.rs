@@ -208,16 +208,15 @@ impl Grower<'_> {
         }
         rows[mid..].copy_from_slice(&self.scratch);
         let (left_rows, right_rows) = rows.split_at_mut(mid);
-        let (small, mut large) = if left_rows.len() <= right_rows.len() {
-            (self.histogram(left_rows), hist)
-        } else {
-            (self.histogram(right_rows), hist)
-        };
+        // Build the smaller child's histogram; the larger one's is the parent's minus it.
+        let left_smaller = left_rows.len() <= right_rows.len();
+        let small = self.histogram(if left_smaller { left_rows } else { right_rows });
+        let mut large = hist;
         for (l, s) in large.iter_mut().zip(&small) {
             l.0 -= s.0;
             l.1 -= s.1;
         }
-        let (left_hist, right_hist) = if left_rows.len() <= right_rows.len() { (small, large) } else { (large, small) };
+        let (left_hist, right_hist) = if left_smaller { (small, large) } else { (large, small) };
         let left = self.nodes.len();
         self.nodes.push(leaf());
         self.grow(left, left_rows, left_hist, depth + 1);
