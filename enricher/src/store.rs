@@ -27,7 +27,7 @@ pub struct MemoryStore(pub Mutex<MemoryHistory>);
 impl HistoryStore for MemoryStore {
     async fn execute(&self, ops: &[Op]) -> Result<Vec<OpResult>, StoreError> {
         let mut h = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(h.apply_all(ops))
+        Ok(ops.iter().map(|op| h.apply(op)).collect())
     }
 }
 
@@ -88,17 +88,15 @@ fn to_result(op: &Op, v: Value) -> Result<OpResult, StoreError> {
                 Value::Nil => Vec::new(),
                 other => return Err(bad(&other)),
             };
-            let mut out = Vec::with_capacity(items.len() / 2);
-            let mut it = items.iter();
-            while let (Some(m), Some(s)) = (it.next(), it.next()) {
-                let member = string_of(m).ok_or_else(|| bad(m))?;
-                let score = string_of(s).and_then(|s| s.parse::<f64>().ok()).ok_or_else(|| bad(s))?;
-                out.push((member, score as i64));
-            }
+            // Member, score, member, score, …; `Times` reads only the scores.
+            let score =
+                |s: &Value| string_of(s).and_then(|s| s.parse::<f64>().ok()).map(|f| f as i64).ok_or_else(|| bad(s));
+            let pairs = items.chunks_exact(2);
             if matches!(op, Op::Times { .. }) {
-                OpResult::Times(out.into_iter().map(|(_, t)| t).collect())
+                OpResult::Times(pairs.map(|p| score(&p[1])).collect::<Result<_, _>>()?)
             } else {
-                OpResult::Range(out)
+                let pair = |p: &[Value]| Ok((string_of(&p[0]).ok_or_else(|| bad(&p[0]))?, score(&p[1])?));
+                OpResult::Range(pairs.map(pair).collect::<Result<_, StoreError>>()?)
             }
         }
         Op::FirstSeen { .. } | Op::Lookup { .. } => match v {

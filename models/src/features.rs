@@ -275,16 +275,8 @@ impl Planner {
     }
 }
 
-/// `a` then `b` in one allocation (`format!` costs several times more on this path).
-fn concat(a: &str, b: &str) -> String {
-    let mut s = String::with_capacity(a.len() + b.len());
-    s.push_str(a);
-    s.push_str(b);
-    s
-}
-
 /// An address as text, as `Display` writes it; IPv4 (nearly all traffic) without the
-/// formatting machinery, which is a tenth of replay time otherwise.
+/// formatting machinery, which otherwise costs a tenth of replay's instructions (callgrind).
 fn ip_text(ip: &IpAddr) -> String {
     let IpAddr::V4(v4) = ip else { return ip.to_string() };
     let mut s = String::with_capacity(15);
@@ -365,7 +357,7 @@ pub fn plan(ev: &ClickEvent) -> Plan {
     let reads_terms = ev.is(kind::PAGE_VIEW) && ev.path.as_deref().is_some_and(is_terms_page);
     let session_terms = mark(&mut p, "terms", reads_terms);
     let session_payee = payee.map(|payee| {
-        let member = concat("payee:", payee);
+        let member = ["payee:", payee].concat();
         if ev.is(kind::ADD_PAYEE) {
             p.read(Op::FirstSeen { key: session_marks.clone(), member, ts, ttl_s: DAY_S })
         } else {
@@ -409,11 +401,11 @@ pub fn plan(ev: &ClickEvent) -> Plan {
         let first_seen =
             |p: &mut Planner, member: String| p.read(Op::FirstSeen { key: seen.clone(), member, ts, ttl_s: user_ttl });
         s.user_known = Some(first_seen(&mut p, "*".into()));
-        s.user_device = ev.device_id.as_ref().map(|d| first_seen(&mut p, concat("d:", d)));
-        s.user_ip = Some(first_seen(&mut p, concat("i:", &ip)));
-        s.user_subnet = Some(first_seen(&mut p, concat("n:", &net)));
-        s.user_country = ev.country.as_ref().map(|c| first_seen(&mut p, concat("c:", c)));
-        s.user_payee = payee.map(|py| first_seen(&mut p, concat("p:", py)));
+        s.user_device = ev.device_id.as_ref().map(|d| first_seen(&mut p, ["d:", d].concat()));
+        s.user_ip = Some(first_seen(&mut p, ["i:", &ip].concat()));
+        s.user_subnet = Some(first_seen(&mut p, ["n:", &net].concat()));
+        s.user_country = ev.country.as_ref().map(|c| first_seen(&mut p, ["c:", c].concat()));
+        s.user_payee = payee.map(|py| first_seen(&mut p, ["p:", py].concat()));
 
         let k = p.key("u:fl", user);
         let fails = p.counter(k, ts, [MINUTE_MS, HOUR_MS, DAY_MS], login_failed.then_some(id)).map(Some);
@@ -503,28 +495,14 @@ const AUTOMATION_MARKERS: &[&str] = &[
 
 /// Terms, conditions or licence pages (the EULA a fraudster never reads).
 fn is_terms_page(path: &str) -> bool {
-    lowercase(path, |p| ["terms", "eula", "conditions", "legal"].iter().any(|m| p.contains(m)))
+    let p = path.to_ascii_lowercase();
+    ["terms", "eula", "conditions", "legal"].iter().any(|m| p.contains(m))
 }
 
 fn ua_automation(ua: Option<&str>) -> bool {
     let Some(ua) = ua else { return false };
-    lowercase(ua, |ua| AUTOMATION_MARKERS.iter().any(|m| ua.contains(m)))
-}
-
-/// Calls `f` with `s` in ASCII lowercase, copied on the stack when it is short (as nearly every
-/// user agent and path is): these run on every event, and `str::contains` is fast only on
-/// lowercased text.
-fn lowercase<R>(s: &str, f: impl FnOnce(&str) -> R) -> R {
-    let mut buf = [0u8; 512];
-    match buf.get_mut(..s.len()) {
-        Some(b) => {
-            b.copy_from_slice(s.as_bytes());
-            b.make_ascii_lowercase();
-            // ASCII case changes keep UTF-8 valid.
-            f(std::str::from_utf8(b).unwrap_or_default())
-        }
-        None => f(&s.to_ascii_lowercase()),
-    }
+    let ua = ua.to_ascii_lowercase();
+    AUTOMATION_MARKERS.iter().any(|m| ua.contains(m))
 }
 
 /// Computes the feature vector from a plan's results (`results[i]` answers `plan.ops[i]`).
@@ -631,8 +609,10 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     let payee_added_at = ro(s.session_payee).and_then(OpResult::time).filter(|_| ev.is(kind::TRANSFER));
     set(F::SessionPayeeAddedHere, flag(payee_added_at.is_some()));
     set(F::SessionSecsSincePayeeAdd, payee_added_at.map(|t| (ts - t).max(0) as f64 / 1000.0).unwrap_or(0.0));
-    let ip = ip_text(&ev.ip);
-    set(F::SessionIpChanged, flag(r(s.session_ip).value().is_some_and(|prev| prev != ip)));
+    // The stored text is this module's own rendering of an address: parsing it back compares
+    // without rendering this event's address a second time.
+    let ip_changed = r(s.session_ip).value().is_some_and(|prev| prev.parse::<IpAddr>() != Ok(ev.ip));
+    set(F::SessionIpChanged, flag(ip_changed));
     let device_changed = match (ro(s.session_device).and_then(OpResult::value), &ev.device_id) {
         (Some(prev), Some(cur)) => prev != cur,
         _ => false,
@@ -662,7 +642,7 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
 pub fn replay_one(history: &mut crate::history::MemoryHistory, ev: &ClickEvent) -> FeatureVector {
     history.advance_to(ev.ts);
     let plan = plan(ev);
-    let results = history.apply_all(&plan.ops);
+    let results: Vec<OpResult> = plan.ops.iter().map(|op| history.apply(op)).collect();
     compute(ev, &plan, &results)
 }
 

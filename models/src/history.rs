@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// A history key (`fd:family:id`, see [`key`]). Shared, because one event's plan names the same
-/// key in several ops (a count per window, then the write), and replay stores it once.
+/// key in several ops (a count per window, then the write).
 pub type Key = Arc<str>;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -196,7 +196,7 @@ const SWEEP_EVERY_MS: i64 = 4 * 3_600_000;
 ///
 /// Replay runs every event of the lake through here, so it avoids work per op: keys and map
 /// members are held as 128-bit XXH3 hashes, not text; sorted-set members are shared
-/// strings; a counter's windows over one key are one lookup ([`MemoryHistory::apply_all`]).
+/// strings.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryHistory {
     sets: IdMap<Expiring<SortedSet>>,
@@ -220,10 +220,6 @@ fn reset(clock: Option<Clock>, ttl_s: u64) -> i64 {
 /// The live value of `key`, or `None` if there is none or it has expired.
 fn live<'a, T>(map: &'a IdMap<Expiring<T>>, clock: Option<Clock>, key: &str) -> Option<&'a T> {
     map.get(&id(key)).filter(|e| clock.is_none_or(|c| e.deadline > c.now)).map(|e| &e.value)
-}
-
-fn count(set: Option<&SortedSet>, from: i64, to: i64) -> OpResult {
-    OpResult::Count(set.map_or(0, |s| s.window(from, to).len()) as u64)
 }
 
 /// Runs `write` on the entry for `key`: created if missing, emptied if expired (Redis would have
@@ -272,7 +268,9 @@ impl MemoryHistory {
     pub fn apply(&mut self, op: &Op) -> OpResult {
         let clock = self.clock;
         match op {
-            Op::Count { key, from, to } => count(live(&self.sets, clock, key), *from, *to),
+            Op::Count { key, from, to } => {
+                OpResult::Count(live(&self.sets, clock, key).map_or(0, |s| s.window(*from, *to).len()) as u64)
+            }
             Op::Range { key, from, to } => OpResult::Range(
                 live(&self.sets, clock, key)
                     .map(|s| s.by_order.range(s.window(*from, *to)).map(|(sc, m)| (m.to_string(), *sc)).collect())
@@ -317,28 +315,6 @@ impl MemoryHistory {
             }),
             Op::Get { key } => OpResult::Value(live(&self.strings, clock, key).cloned().flatten()),
         }
-    }
-
-    /// Executes a plan's ops in order, one result per op, as [`MemoryHistory::apply`] on each.
-    /// A run of counts over one key (a counter's windows) looks the key up once.
-    pub fn apply_all(&mut self, ops: &[Op]) -> Vec<OpResult> {
-        let mut out = Vec::with_capacity(ops.len());
-        let mut i = 0;
-        while let Some(op) = ops.get(i) {
-            let Op::Count { key, .. } = op else {
-                out.push(self.apply(op));
-                i += 1;
-                continue;
-            };
-            let set = live(&self.sets, self.clock, key);
-            while let Some(Op::Count { key: next, from, to }) = ops.get(i)
-                && next == key
-            {
-                out.push(count(set, *from, *to));
-                i += 1;
-            }
-        }
-        out
     }
 
     /// Number of keys held, for memory accounting in replay.

@@ -91,11 +91,4 @@ proptest! {
         }
         prop_assert_eq!(fast.len(), reference.sets.len() + reference.maps.len() + reference.strings.len());
     }
-
-    #[test]
-    fn a_whole_plan_at_once_answers_as_op_by_op(ops in prop::collection::vec(op(), 1..80)) {
-        let (mut batch, mut single) = (MemoryHistory::new(), MemoryHistory::new());
-        let one_by_one: Vec<OpResult> = ops.iter().map(|op| single.apply(op)).collect();
-        prop_assert_eq!(batch.apply_all(&ops), one_by_one);
-    }
 }
