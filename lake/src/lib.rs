@@ -1,4 +1,5 @@
-//! The lake: a directory of Hive-partitioned Parquet tables (contract layout).
+//! The lake: Hive-partitioned Parquet tables (contract layout) in a local directory or an object
+//! store ([`store`]: `s3://bucket/prefix`).
 //!
 //! - `events/date=YYYY-MM-DD/*.parquet`: click events, one column per field, `ts` as a UTC
 //!   timestamp, `attrs` as a JSON string.
@@ -13,6 +14,14 @@
 //! polars, Spark): timestamps in any unit, large or view strings, any integer width, extra
 //! columns ignored, missing optional columns read as null. Events are read one date partition at
 //! a time, so replay memory is bounded by a day of events, not by the lake.
+//!
+//! - [`store`]: [`Lake`] (where the files are) and [`LakeFile`] (a file, by its path below the root).
+//! - here: the tables' schemas, record batches from our types and back, and partitioned reads
+//!   and writes.
+
+pub mod store;
+
+pub use store::{Durability, Lake, LakeFile};
 
 use anyhow::{Context, bail};
 use arrow_array::builder::{BooleanBuilder, Float64Builder, Int32Builder, StringBuilder, TimestampMillisecondBuilder};
@@ -25,8 +34,6 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
-use std::fs::File;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub const EVENTS: &str = "events";
@@ -92,58 +99,31 @@ fn props() -> WriterProperties {
         .build()
 }
 
-/// Whether a written file must be on disk before the call returns (a sink committing offsets
-/// needs it; a generator does not).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    Fsync,
-    Buffered,
+/// A batch as the bytes of a Parquet file.
+fn parquet_bytes(batches: impl IntoIterator<Item = RecordBatch>) -> anyhow::Result<Option<Vec<u8>>> {
+    let mut writer: Option<ArrowWriter<Vec<u8>>> = None;
+    for batch in batches {
+        if writer.is_none() {
+            writer = Some(ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props()))?);
+        }
+        writer.as_mut().expect("set above").write(&batch)?;
+    }
+    writer.map(|w| w.into_inner().map_err(Into::into)).transpose()
 }
 
-fn write_batch(path: &Path, batch: &RecordBatch, durability: Durability) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    // Write beside, then rename: a reader never sees a half-written file.
-    let tmp = path.with_extension("parquet.tmp");
-    let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props()))?;
-    w.write(batch)?;
-    let file = w.into_inner()?;
-    if durability == Durability::Fsync {
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if durability == Durability::Fsync
-        && let Some(dir) = path.parent()
-    {
-        // The rename itself is durable only once the directory is.
-        File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing {}", dir.display()))?;
-    }
-    Ok(())
-}
-
-/// Rewrites the rows of `inputs` (files of one table, same schema) as the one file `out`,
-/// durably, written beside and renamed.
-pub fn merge_files(inputs: &[PathBuf], out: &Path) -> anyhow::Result<()> {
-    let tmp = out.with_extension("parquet.tmp");
-    let mut writer: Option<ArrowWriter<File>> = None;
-    for path in inputs {
-        for batch in read_batches(path)? {
-            if writer.is_none() {
-                let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-                writer = Some(ArrowWriter::try_new(file, batch.schema(), Some(props()))?);
-            }
-            writer.as_mut().expect("set above").write(&batch).with_context(|| format!("merging {}", path.display()))?;
+impl Lake {
+    /// Rewrites the rows of `inputs` (files of one table, same schema) as the one file `out`,
+    /// durably and atomically. One date partition's rows are held in memory meanwhile.
+    pub fn merge(&self, inputs: &[LakeFile], out: &LakeFile) -> anyhow::Result<()> {
+        let mut batches = Vec::new();
+        for f in inputs {
+            batches.extend(self.read_batches(f)?);
+        }
+        match parquet_bytes(batches).with_context(|| format!("merging into {}", self.describe(out)))? {
+            Some(bytes) => self.put(out, bytes, Durability::Fsync),
+            None => Ok(()),
         }
     }
-    let Some(writer) = writer else { return Ok(()) };
-    writer.into_inner()?.sync_all()?;
-    std::fs::rename(&tmp, out)?;
-    if let Some(dir) = out.parent() {
-        File::open(dir).and_then(|d| d.sync_all())?;
-    }
-    Ok(())
 }
 
 /// Date runs of `items` sorted by time, as index ranges (no copies).
@@ -254,40 +234,43 @@ pub fn labels_batch(labels: &[Label]) -> anyhow::Result<RecordBatch> {
     Ok(RecordBatch::try_new(Arc::new(labels_schema()), arrays)?)
 }
 
-/// Writes `items` into `root/{table}/date=…/{stem}.parquet`, one file per date of `ts`.
-/// Returns the files.
-pub fn write_partitioned<T: Clone>(
-    root: &Path,
-    table: &str,
-    stem: &str,
-    items: &[T],
-    ts: impl Fn(&T) -> i64 + Copy,
-    to_batch: impl Fn(&[T]) -> anyhow::Result<RecordBatch>,
-    durability: Durability,
-) -> anyhow::Result<Vec<PathBuf>> {
-    let items = time_ordered(items, ts);
-    let mut files = Vec::new();
-    for (date, run) in date_runs(&items, ts) {
-        let path = root.join(table).join(format!("date={date}")).join(format!("{stem}.parquet"));
-        write_batch(&path, &to_batch(&items[run])?, durability)?;
-        files.push(path);
+impl Lake {
+    /// Writes `items` into `{table}/date=…/{stem}.parquet`, one file per date of `ts`.
+    /// Returns the files.
+    pub fn write_partitioned<T: Clone>(
+        &self,
+        table: &str,
+        stem: &str,
+        items: &[T],
+        ts: impl Fn(&T) -> i64 + Copy,
+        to_batch: impl Fn(&[T]) -> anyhow::Result<RecordBatch>,
+        durability: Durability,
+    ) -> anyhow::Result<Vec<LakeFile>> {
+        let items = time_ordered(items, ts);
+        let mut files = Vec::new();
+        for (date, run) in date_runs(&items, ts) {
+            let file = LakeFile::new(format!("{table}/date={date}/{stem}.parquet"));
+            let bytes = parquet_bytes([to_batch(&items[run])?])?.expect("a date run is never empty");
+            self.put(&file, bytes, durability)?;
+            files.push(file);
+        }
+        Ok(files)
     }
-    Ok(files)
-}
 
-/// Writes events into `root/events/date=…/{stem}.parquet`, one file per date. Returns the files.
-pub fn write_events(
-    root: &Path,
-    stem: &str,
-    events: &[ClickEvent],
-    durability: Durability,
-) -> anyhow::Result<Vec<PathBuf>> {
-    write_partitioned(root, EVENTS, stem, events, |e| e.ts, events_batch, durability)
-}
+    /// Writes events into `events/date=…/{stem}.parquet`, one file per date. Returns the files.
+    pub fn write_events(
+        &self,
+        stem: &str,
+        events: &[ClickEvent],
+        durability: Durability,
+    ) -> anyhow::Result<Vec<LakeFile>> {
+        self.write_partitioned(EVENTS, stem, events, |e| e.ts, events_batch, durability)
+    }
 
-/// Writes labels into `root/labels/date=…/{stem}.parquet`, partitioned by the label's `ts`.
-pub fn write_labels(root: &Path, stem: &str, labels: &[Label], durability: Durability) -> anyhow::Result<Vec<PathBuf>> {
-    write_partitioned(root, LABELS, stem, labels, |l| l.ts, labels_batch, durability)
+    /// Writes labels into `labels/date=…/{stem}.parquet`, partitioned by the label's `ts`.
+    pub fn write_labels(&self, stem: &str, labels: &[Label], durability: Durability) -> anyhow::Result<Vec<LakeFile>> {
+        self.write_partitioned(LABELS, stem, labels, |l| l.ts, labels_batch, durability)
+    }
 }
 
 pub fn features_schema() -> Schema {
@@ -405,94 +388,76 @@ pub struct ServedFeatures {
     pub values: Vec<f64>,
 }
 
-/// Reads the features table's rows in `files` (feature columns by this build's names; a file
-/// written by another feature schema fails with the missing column's name).
-pub fn read_features(files: &[PathBuf]) -> anyhow::Result<Vec<ServedFeatures>> {
-    let ts_t = DataType::Timestamp(TimeUnit::Millisecond, None);
-    let mut out = Vec::new();
-    for path in files {
-        for batch in read_batches(path)? {
-            let str_col =
-                |n: &str| -> anyhow::Result<ArrayRef> { required(column(&batch, n, &DataType::Utf8)?, n, path) };
-            let (id, schema) = (str_col("event_id")?, str_col("feature_schema")?);
-            let ts = required(column(&batch, "ts", &ts_t)?, "ts", path)?;
-            let degraded =
-                required(column(&batch, "history_unavailable", &DataType::Boolean)?, "history_unavailable", path)?;
-            let cols = models::features::FEATURES
-                .iter()
-                .map(|f| required(column(&batch, f.name, &DataType::Float64)?, f.name, path))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let cols: Vec<_> = cols.iter().map(|c| c.as_primitive::<Float64Type>()).collect();
-            let (id, schema) = (id.as_string::<i32>(), schema.as_string::<i32>());
-            let (ts, degraded) = (ts.as_primitive::<TimestampMillisecondType>(), degraded.as_boolean());
-            for row in 0..batch.num_rows() {
-                out.push(ServedFeatures {
-                    event_id: id.value(row).to_string(),
-                    ts: ts.value(row),
-                    feature_schema: schema.value(row).to_string(),
-                    history_unavailable: degraded.value(row),
-                    values: cols.iter().map(|c| c.value(row)).collect(),
-                });
+impl Lake {
+    /// Reads the features table's rows in `files` (feature columns by this build's names; a file
+    /// written by another feature schema fails with the missing column's name).
+    pub fn read_features(&self, files: &[LakeFile]) -> anyhow::Result<Vec<ServedFeatures>> {
+        let ts_t = DataType::Timestamp(TimeUnit::Millisecond, None);
+        let mut out = Vec::new();
+        for file in files {
+            let path = &self.describe(file);
+            for batch in self.read_batches(file)? {
+                let str_col =
+                    |n: &str| -> anyhow::Result<ArrayRef> { required(column(&batch, n, &DataType::Utf8)?, n, path) };
+                let (id, schema) = (str_col("event_id")?, str_col("feature_schema")?);
+                let ts = required(column(&batch, "ts", &ts_t)?, "ts", path)?;
+                let degraded =
+                    required(column(&batch, "history_unavailable", &DataType::Boolean)?, "history_unavailable", path)?;
+                let cols = models::features::FEATURES
+                    .iter()
+                    .map(|f| required(column(&batch, f.name, &DataType::Float64)?, f.name, path))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let cols: Vec<_> = cols.iter().map(|c| c.as_primitive::<Float64Type>()).collect();
+                let (id, schema) = (id.as_string::<i32>(), schema.as_string::<i32>());
+                let (ts, degraded) = (ts.as_primitive::<TimestampMillisecondType>(), degraded.as_boolean());
+                for row in 0..batch.num_rows() {
+                    out.push(ServedFeatures {
+                        event_id: id.value(row).to_string(),
+                        ts: ts.value(row),
+                        feature_schema: schema.value(row).to_string(),
+                        history_unavailable: degraded.value(row),
+                        values: cols.iter().map(|c| c.value(row)).collect(),
+                    });
+                }
             }
         }
+        Ok(out)
     }
-    Ok(out)
-}
 
-/// The date partitions of a table, oldest first, each with its Parquet files.
-pub fn partitions(root: &Path, table: &str) -> anyhow::Result<Vec<(String, Vec<PathBuf>)>> {
-    let dir = root.join(table);
-    if !dir.exists() {
-        return Ok(Vec::new());
-    }
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(date) = name.strip_prefix("date=") else {
-            continue;
-        };
-        let mut files = Vec::new();
-        collect_parquet(&entry.path(), &mut files)?;
-        files.sort();
-        out.push((date.to_string(), files));
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Rows in `files`, from the Parquet footers alone (no data read): the trainer sizes its
-/// sample from it before replaying.
-pub fn row_count(files: &[PathBuf]) -> anyhow::Result<usize> {
-    let mut n = 0;
-    for path in files {
-        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .with_context(|| format!("{} is not a readable Parquet file", path.display()))?;
-        n += usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
-    }
-    Ok(n)
-}
-
-fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let p = entry?.path();
-        if p.is_dir() {
-            collect_parquet(&p, out)?;
-        } else if p.extension().is_some_and(|e| e == "parquet") {
-            out.push(p);
+    /// The date partitions of a table, oldest first, each with its Parquet files.
+    pub fn partitions(&self, table: &str) -> anyhow::Result<Vec<(String, Vec<LakeFile>)>> {
+        let mut out: Vec<(String, Vec<LakeFile>)> = Vec::new();
+        for file in self.list(table)? {
+            let rest = &file.rel()[table.len()..];
+            let Some(date) = rest.strip_prefix("/date=").and_then(|r| r.split('/').next()) else { continue };
+            if !file.name().ends_with(".parquet") {
+                continue;
+            }
+            match out.last_mut() {
+                Some((d, files)) if d == date => files.push(file),
+                _ => out.push((date.to_string(), vec![file])),
+            }
         }
+        Ok(out)
     }
-    Ok(())
-}
 
-fn read_batches(path: &Path) -> anyhow::Result<Vec<RecordBatch>> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("{} is not a readable Parquet file", path.display()))?
-        .with_batch_size(8192)
-        .build()?;
-    reader.collect::<Result<Vec<_>, _>>().with_context(|| format!("reading {}", path.display()))
+    /// Rows in `files`, from the Parquet footers alone (no data read): the trainer sizes its
+    /// sample from it before replaying.
+    pub fn row_count(&self, files: &[LakeFile]) -> anyhow::Result<usize> {
+        let mut n = 0;
+        for f in files {
+            n += usize::try_from(self.parquet_metadata(f)?.file_metadata().num_rows()).unwrap_or(0);
+        }
+        Ok(n)
+    }
+
+    fn read_batches(&self, file: &LakeFile) -> anyhow::Result<Vec<RecordBatch>> {
+        let what = || format!("{} is not a readable Parquet file", self.describe(file));
+        let bytes = self.get(file)?.with_context(|| format!("{} is gone", self.describe(file)))?;
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(bytes).with_context(what)?.with_batch_size(8192).build()?;
+        reader.collect::<Result<Vec<_>, _>>().with_context(|| format!("reading {}", self.describe(file)))
+    }
 }
 
 /// A column normalised to the type we read, or `None` if the file does not have it.
@@ -520,143 +485,151 @@ impl Cols {
     }
 }
 
-fn required(c: Option<ArrayRef>, name: &str, path: &Path) -> anyhow::Result<ArrayRef> {
-    c.ok_or_else(|| anyhow::anyhow!("{} has no required column {name}", path.display()))
+fn required(c: Option<ArrayRef>, name: &str, path: &str) -> anyhow::Result<ArrayRef> {
+    c.ok_or_else(|| anyhow::anyhow!("{path} has no required column {name}"))
 }
 
-/// Reads the events of one date partition's files, sorted by `(ts, event_id)`.
-/// Rows that violate the contract are skipped and counted in the returned number.
-pub fn read_events(files: &[PathBuf]) -> anyhow::Result<(Vec<ClickEvent>, usize)> {
-    const STR: [&str; 15] = [
-        "event_id",
-        "session_id",
-        "user_id",
-        "type",
-        "ip",
-        "device_id",
-        "user_agent",
-        "path",
-        "method",
-        "referrer",
-        "country",
-        "outcome",
-        "currency",
-        "payee_id",
-        "attrs",
-    ];
-    let ts_t = DataType::Timestamp(TimeUnit::Millisecond, None);
-    let mut out = Vec::new();
-    let mut rejected = 0usize;
-    for path in files {
-        for batch in read_batches(path)? {
-            let strings = STR.iter().map(|n| column(&batch, n, &DataType::Utf8)).collect::<anyhow::Result<Vec<_>>>()?;
-            let cols = Cols { strings };
-            let ts = required(column(&batch, "ts", &ts_t)?, "ts", path)?;
-            let ts = ts.as_primitive::<TimestampMillisecondType>();
-            let status = column(&batch, "status", &DataType::Int32)?;
-            let amount = column(&batch, "amount", &DataType::Float64)?;
-            for row in 0..batch.num_rows() {
-                let s = |i: usize| cols.get(i, row).map(str::to_string);
-                let Some(ip) = cols.get(4, row).and_then(|ip| ip.parse().ok()) else {
-                    rejected += 1;
-                    continue;
-                };
-                if ts.is_null(row) {
-                    rejected += 1;
-                    continue;
-                }
-                let attrs = cols.get(14, row).and_then(|a| serde_json::from_str(a).ok());
-                let ev = ClickEvent {
-                    event_id: s(0).unwrap_or_default(),
-                    ts: ts.value(row),
-                    session_id: s(1).unwrap_or_default(),
-                    user_id: s(2),
-                    event_type: s(3).unwrap_or_default(),
-                    ip,
-                    device_id: s(5),
-                    user_agent: s(6),
-                    path: s(7),
-                    method: s(8),
-                    status: status.as_ref().and_then(|a| {
-                        let a = a.as_primitive::<Int32Type>();
-                        if a.is_null(row) { None } else { u16::try_from(a.value(row)).ok() }
-                    }),
-                    referrer: s(9),
-                    country: s(10),
-                    outcome: match cols.get(11, row) {
-                        Some("success") => Some(Outcome::Success),
-                        Some("failure") => Some(Outcome::Failure),
-                        _ => None,
-                    },
-                    amount: amount.as_ref().and_then(|a| {
-                        let a = a.as_primitive::<Float64Type>();
-                        if a.is_null(row) { None } else { Some(a.value(row)) }
-                    }),
-                    currency: s(12),
-                    payee_id: s(13),
-                    attrs,
-                };
-                if ev.validate().is_err() {
-                    rejected += 1;
-                    continue;
-                }
-                out.push(ev);
-            }
-        }
-    }
-    out.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.event_id.cmp(&b.event_id)));
-    Ok((out, rejected))
-}
-
-/// Reads every label in the lake, sorted by `ts`.
-pub fn read_labels(root: &Path) -> anyhow::Result<Vec<Label>> {
-    let ts_t = DataType::Timestamp(TimeUnit::Millisecond, None);
-    let mut out = Vec::new();
-    for (_, files) in partitions(root, LABELS)? {
-        for path in files {
-            for batch in read_batches(&path)? {
-                let str_col = |n: &str| column(&batch, n, &DataType::Utf8);
-                let label_id = required(str_col("label_id")?, "label_id", &path)?;
-                let user_id = required(str_col("user_id")?, "user_id", &path)?;
-                let ts = required(column(&batch, "ts", &ts_t)?, "ts", &path)?;
-                let is_fraud = required(column(&batch, "is_fraud", &DataType::Boolean)?, "is_fraud", &path)?;
-                let cols = Cols {
-                    strings: vec![str_col("session_id")?, str_col("event_id")?, str_col("kind")?, str_col("source")?],
-                };
-                let (label_id, user_id) = (label_id.as_string::<i32>(), user_id.as_string::<i32>());
-                let (ts, is_fraud) = (ts.as_primitive::<TimestampMillisecondType>(), is_fraud.as_boolean());
+impl Lake {
+    /// Reads the events of one date partition's files, sorted by `(ts, event_id)`.
+    /// Rows that violate the contract are skipped and counted in the returned number.
+    pub fn read_events(&self, files: &[LakeFile]) -> anyhow::Result<(Vec<ClickEvent>, usize)> {
+        const STR: [&str; 15] = [
+            "event_id",
+            "session_id",
+            "user_id",
+            "type",
+            "ip",
+            "device_id",
+            "user_agent",
+            "path",
+            "method",
+            "referrer",
+            "country",
+            "outcome",
+            "currency",
+            "payee_id",
+            "attrs",
+        ];
+        let ts_t = DataType::Timestamp(TimeUnit::Millisecond, None);
+        let mut out = Vec::new();
+        let mut rejected = 0usize;
+        for file in files {
+            let path = &self.describe(file);
+            for batch in self.read_batches(file)? {
+                let strings =
+                    STR.iter().map(|n| column(&batch, n, &DataType::Utf8)).collect::<anyhow::Result<Vec<_>>>()?;
+                let cols = Cols { strings };
+                let ts = required(column(&batch, "ts", &ts_t)?, "ts", path)?;
+                let ts = ts.as_primitive::<TimestampMillisecondType>();
+                let status = column(&batch, "status", &DataType::Int32)?;
+                let amount = column(&batch, "amount", &DataType::Float64)?;
                 for row in 0..batch.num_rows() {
-                    if ts.is_null(row) || is_fraud.is_null(row) || user_id.is_null(row) {
+                    let s = |i: usize| cols.get(i, row).map(str::to_string);
+                    let Some(ip) = cols.get(4, row).and_then(|ip| ip.parse().ok()) else {
+                        rejected += 1;
+                        continue;
+                    };
+                    if ts.is_null(row) {
+                        rejected += 1;
                         continue;
                     }
-                    out.push(Label {
-                        label_id: label_id.value(row).to_string(),
+                    let attrs = cols.get(14, row).and_then(|a| serde_json::from_str(a).ok());
+                    let ev = ClickEvent {
+                        event_id: s(0).unwrap_or_default(),
                         ts: ts.value(row),
-                        user_id: user_id.value(row).to_string(),
-                        session_id: cols.get(0, row).map(str::to_string),
-                        event_id: cols.get(1, row).map(str::to_string),
-                        is_fraud: is_fraud.value(row),
-                        kind: cols.get(2, row).and_then(LabelKind::parse),
-                        source: cols.get(3, row).and_then(LabelSource::parse),
-                    });
+                        session_id: s(1).unwrap_or_default(),
+                        user_id: s(2),
+                        event_type: s(3).unwrap_or_default(),
+                        ip,
+                        device_id: s(5),
+                        user_agent: s(6),
+                        path: s(7),
+                        method: s(8),
+                        status: status.as_ref().and_then(|a| {
+                            let a = a.as_primitive::<Int32Type>();
+                            if a.is_null(row) { None } else { u16::try_from(a.value(row)).ok() }
+                        }),
+                        referrer: s(9),
+                        country: s(10),
+                        outcome: match cols.get(11, row) {
+                            Some("success") => Some(Outcome::Success),
+                            Some("failure") => Some(Outcome::Failure),
+                            _ => None,
+                        },
+                        amount: amount.as_ref().and_then(|a| {
+                            let a = a.as_primitive::<Float64Type>();
+                            if a.is_null(row) { None } else { Some(a.value(row)) }
+                        }),
+                        currency: s(12),
+                        payee_id: s(13),
+                        attrs,
+                    };
+                    if ev.validate().is_err() {
+                        rejected += 1;
+                        continue;
+                    }
+                    out.push(ev);
                 }
             }
         }
+        out.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.event_id.cmp(&b.event_id)));
+        Ok((out, rejected))
     }
-    out.sort_by_key(|l| l.ts);
-    Ok(out)
-}
 
-/// Fails with a clear message when `root` does not look like a lake.
-pub fn check_lake(root: &Path) -> anyhow::Result<()> {
-    if !root.join(EVENTS).is_dir() {
-        bail!(
-            "{} has no events/ table; generate one with `fixtures lake --out {}` or point --lake at a lake",
-            root.display(),
-            root.display()
-        );
+    /// Reads every label in the lake, sorted by `ts`.
+    pub fn read_labels(&self) -> anyhow::Result<Vec<Label>> {
+        let ts_t = DataType::Timestamp(TimeUnit::Millisecond, None);
+        let mut out = Vec::new();
+        for (_, files) in self.partitions(LABELS)? {
+            for file in files {
+                let path = &self.describe(&file);
+                for batch in self.read_batches(&file)? {
+                    let str_col = |n: &str| column(&batch, n, &DataType::Utf8);
+                    let label_id = required(str_col("label_id")?, "label_id", path)?;
+                    let user_id = required(str_col("user_id")?, "user_id", path)?;
+                    let ts = required(column(&batch, "ts", &ts_t)?, "ts", path)?;
+                    let is_fraud = required(column(&batch, "is_fraud", &DataType::Boolean)?, "is_fraud", path)?;
+                    let cols = Cols {
+                        strings: vec![
+                            str_col("session_id")?,
+                            str_col("event_id")?,
+                            str_col("kind")?,
+                            str_col("source")?,
+                        ],
+                    };
+                    let (label_id, user_id) = (label_id.as_string::<i32>(), user_id.as_string::<i32>());
+                    let (ts, is_fraud) = (ts.as_primitive::<TimestampMillisecondType>(), is_fraud.as_boolean());
+                    for row in 0..batch.num_rows() {
+                        if ts.is_null(row) || is_fraud.is_null(row) || user_id.is_null(row) {
+                            continue;
+                        }
+                        out.push(Label {
+                            label_id: label_id.value(row).to_string(),
+                            ts: ts.value(row),
+                            user_id: user_id.value(row).to_string(),
+                            session_id: cols.get(0, row).map(str::to_string),
+                            event_id: cols.get(1, row).map(str::to_string),
+                            is_fraud: is_fraud.value(row),
+                            kind: cols.get(2, row).and_then(LabelKind::parse),
+                            source: cols.get(3, row).and_then(LabelSource::parse),
+                        });
+                    }
+                }
+            }
+        }
+        out.sort_by_key(|l| l.ts);
+        Ok(out)
     }
-    Ok(())
+
+    /// Fails with a clear message when the lake has no events table.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.partitions(EVENTS)?.is_empty() {
+            bail!(
+                "{self} has no events/ table; generate one with `fixtures lake --out {self}` or point --lake at a lake"
+            );
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -674,12 +647,13 @@ mod tests {
         e2.ts += 1000;
         e2.user_id = None;
         e2.attrs = None;
-        write_events(dir.path(), "part-0", &[e2.clone(), e1.clone()], Durability::Fsync).unwrap();
-        let parts = partitions(dir.path(), EVENTS).unwrap();
+        let lake = Lake::dir(dir.path());
+        lake.write_events("part-0", &[e2.clone(), e1.clone()], Durability::Fsync).unwrap();
+        let parts = lake.partitions(EVENTS).unwrap();
         assert_eq!(parts.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(), ["2026-11-01", "2026-11-02"]);
         let mut all = Vec::new();
         for (_, files) in parts {
-            all.extend(read_events(&files).unwrap().0);
+            all.extend(lake.read_events(&files).unwrap().0);
         }
         assert_eq!(all, vec![e1, e2]);
 
@@ -693,7 +667,7 @@ mod tests {
             kind: Some(LabelKind::AccountTakeover),
             source: Some(LabelSource::Chargeback),
         };
-        write_labels(dir.path(), "labels", std::slice::from_ref(&label), Durability::Fsync).unwrap();
-        assert_eq!(read_labels(dir.path()).unwrap(), vec![label]);
+        lake.write_labels("labels", std::slice::from_ref(&label), Durability::Fsync).unwrap();
+        assert_eq!(lake.read_labels().unwrap(), vec![label]);
     }
 }

@@ -6,6 +6,7 @@
 //! - [`invariants`]: what must hold for any parser input (fuzz targets and their CI replay).
 //! - [`kafka`]: consume a topic until a condition holds; committed offsets vs. the log end.
 //! - [`prometheus`]: a real Prometheus scraping in-process services, and its query API.
+//! - [`s3`]: a real S3-protocol server (moto) for lakes on object storage.
 //! - [`setup`]: a lake, a model trained from it, and the services started on port 0.
 
 pub mod history;
@@ -13,5 +14,6 @@ pub mod http;
 pub mod invariants;
 pub mod kafka;
 pub mod prometheus;
+pub mod s3;
 pub mod setup;
 pub mod stack;

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 pub struct Trained {
     pub world: World,
-    pub lake: PathBuf,
+    pub lake: lake::Lake,
     pub registry: PathBuf,
     pub outcome: trainer::run::Outcome,
 }
@@ -18,7 +18,11 @@ pub struct Trained {
 /// Ten days of a 400-customer bank with every fraud family, written to `dir/lake`, and a
 /// model trained from it into `dir/registry` (promoted: it is the first).
 pub fn train_bank(dir: &Path, seed: u64) -> Trained {
-    let (lake, registry) = (dir.join("lake"), dir.join("registry"));
+    train_bank_on(lake::Lake::dir(dir.join("lake")), dir.join("registry"), seed)
+}
+
+/// [`train_bank`] with the lake in `lake` (a directory or an object store).
+pub fn train_bank_on(lake: lake::Lake, registry: PathBuf, seed: u64) -> Trained {
     let world = World::new(SimConfig {
         seed,
         customers: 400,
@@ -179,12 +183,18 @@ pub struct Process {
 
 impl Process {
     pub fn spawn(name: &str, args: &[String]) -> Process {
+        Process::spawn_with_env(name, args, &[])
+    }
+
+    /// [`Process::spawn`] with extra environment variables.
+    pub fn spawn_with_env(name: &str, args: &[String], env: &[(String, String)]) -> Process {
         let exe = std::env::current_exe().expect("the test executable");
         let bin = exe.parent().and_then(Path::parent).expect("target/<profile>/deps").join(name);
         assert!(bin.exists(), "{} is missing: run `cargo build --bins` first (scripts/test does)", bin.display());
         let child = std::process::Command::new(&bin)
             .args(args.iter().skip(1))
             .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));

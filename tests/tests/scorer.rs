@@ -76,13 +76,13 @@ async fn verdicts_for(stack: &Stack, ids: &[&str]) -> HashMap<String, Vec<serde_
 }
 
 fn train(
-    lake: &Path,
+    lake: &lake::Lake,
     registry: &Path,
     model: trainer::run::ModelChoice,
     min_improvement: f64,
 ) -> trainer::run::Outcome {
     trainer::run::train(&trainer::run::TrainArgs {
-        lake: lake.to_path_buf(),
+        lake: lake.clone(),
         registry: registry.to_path_buf(),
         label_delay_days: 2.0,
         min_improvement,
@@ -101,7 +101,7 @@ async fn the_scorer_applies_policy_session_state_reloads_shadows_and_publishes_l
     let stack = Stack::start();
     let work = tempfile::tempdir().unwrap();
     let (lake, registry, policy) =
-        (work.path().join("lake"), work.path().join("registry"), work.path().join("policy.toml"));
+        (lake::Lake::dir(work.path().join("lake")), work.path().join("registry"), work.path().join("policy.toml"));
     let world =
         World::new(SimConfig { seed: 21, customers: 300, rate_ato: 0.02, rate_bot: 0.02, ..SimConfig::default() });
     fixtures::write_lake(&world, &lake, platform::now_ms(), 8).unwrap();

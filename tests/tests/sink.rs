@@ -1,21 +1,22 @@
 //! The lake sink on a real broker: killed with SIGKILL mid-stream and restarted, it writes every
-//! record exactly once; and a lake it wrote from a live pipeline replays to the features the
-//! enricher served.
+//! record exactly once, into a local lake and into one on S3 (a real S3-protocol server); and a
+//! lake it wrote from a live pipeline replays to the features the enricher served.
 
 use clap::Parser;
+use e2e_tests::s3::S3Server;
 use e2e_tests::setup::{Process, baseline_registry, send_in_chunks, start_services, traffic};
 use e2e_tests::stack::Stack;
+use lake::{Lake, LakeFile};
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Every event id in the lake's events table, with how many rows it has.
-fn lake_event_counts(lake: &Path) -> HashMap<String, usize> {
+fn lake_event_counts(lake: &Lake) -> HashMap<String, usize> {
     let mut out = HashMap::new();
-    for (_, files) in lake::partitions(lake, lake::EVENTS).unwrap_or_default() {
+    for (_, files) in lake.partitions(lake::EVENTS).unwrap_or_default() {
         // A file can vanish between listing and reading (a restart removing an incomplete roll).
-        let Ok((events, _)) = lake::read_events(&files) else { continue };
+        let Ok((events, _)) = lake.read_events(&files) else { continue };
         for e in events {
             *out.entry(e.event_id).or_default() += 1;
         }
@@ -23,8 +24,8 @@ fn lake_event_counts(lake: &Path) -> HashMap<String, usize> {
     out
 }
 
-fn label_count(lake: &Path) -> usize {
-    lake::read_labels(lake).map(|l| l.len()).unwrap_or(0)
+fn label_count(lake: &Lake) -> usize {
+    lake.read_labels().map(|l| l.len()).unwrap_or(0)
 }
 
 /// Polls until `done` holds or `timeout` passes.
@@ -39,14 +40,14 @@ async fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
-fn sink_args(stack: &Stack, lake: &Path) -> Vec<String> {
+fn sink_args(stack: &Stack, lake: &str) -> Vec<String> {
     [
         "trainer",
         "sink",
         "--brokers",
         &stack.brokers(),
         "--lake",
-        &lake.display().to_string(),
+        lake,
         "--roll-records",
         "150",
         "--roll-seconds",
@@ -58,11 +59,10 @@ fn sink_args(stack: &Stack, lake: &Path) -> Vec<String> {
     .to_vec()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_sink_killed_mid_stream_and_restarted_writes_every_record_exactly_once() {
+/// The kill-and-restart test body: the sink runs as a process on `location` (with `env`), and
+/// the test reads the same lake through `lake`.
+async fn sink_killed_and_restarted_writes_every_record_once(lake: Lake, location: &str, env: &[(String, String)]) {
     let stack = Stack::start();
-    let dir = tempfile::tempdir().unwrap();
-    let lake = dir.path().join("lake");
     let events = traffic(31, 3000);
     let labels: Vec<models::Label> = events
         .iter()
@@ -85,21 +85,22 @@ async fn a_sink_killed_mid_stream_and_restarted_writes_every_record_exactly_once
     let label_records: Vec<_> =
         labels.iter().map(|l| (l.user_id.clone(), serde_json::to_vec(l).unwrap(), l.ts)).collect();
 
-    let mut sink = Some(Process::spawn("trainer", &sink_args(&stack, &lake)));
+    let spawn = || Process::spawn_with_env("trainer", &sink_args(&stack, location), env);
+    let mut sink = Some(spawn());
     let mut killed_with = 0;
     send_in_chunks(&stack.brokers(), "clickstream", &events, 6, async |k| {
         if k == 2 {
             // Let some rolls land, then kill without any chance to flush or commit.
-            let lake = lake.clone();
             wait_for(Duration::from_secs(30), || !lake_event_counts(&lake).is_empty()).await;
             killed_with = lake_event_counts(&lake).len();
             sink.take().expect("running").kill9();
             // A roll that crashed after its files but before its manifest: a copy of a written
             // file under a range no manifest has reached. The restart must delete it.
-            let (_, files) = lake::partitions(&lake, lake::EVENTS).unwrap().pop().expect("a date partition");
-            let orphan = files[0].with_file_name("clickstream-p0-00000000000099999990-00000000000099999999.parquet");
-            std::fs::copy(&files[0], &orphan).unwrap();
-            sink = Some(Process::spawn("trainer", &sink_args(&stack, &lake)));
+            let (_, files) = lake.partitions(lake::EVENTS).unwrap().pop().expect("a date partition");
+            let orphan = files[0].sibling("clickstream-p0-00000000000099999990-00000000000099999999.parquet");
+            let bytes = lake.get(&files[0]).unwrap().expect("a written file");
+            lake.put(&orphan, bytes.to_vec(), lake::Durability::Fsync).unwrap();
+            sink = Some(spawn());
         }
     })
     .await;
@@ -119,8 +120,30 @@ async fn a_sink_killed_mid_stream_and_restarted_writes_every_record_exactly_once
     assert!(complete, "the lake did not fill: {} of {} events, {missing} missing", counts.len(), events.len());
     assert_eq!((missing, doubled, counts.len()), (0, 0, events.len()), "(missing, duplicated, distinct)");
     assert_eq!(label_count(&lake), labels.len(), "every label once");
-    assert!(lake.join("_sink").read_dir().unwrap().count() >= 1, "manifests record progress");
+    assert!(!lake.list("_sink").unwrap().is_empty(), "manifests record progress");
     drop(sink);
+
+    // Compaction on the same lake: fewer files, the same records once each.
+    let files = |lake: &Lake| lake.partitions(lake::EVENTS).unwrap().iter().map(|p| p.1.len()).sum::<usize>();
+    let before = files(&lake);
+    let merged = trainer::schedule::compact(&lake, lake::EVENTS).unwrap();
+    assert!(merged >= 2 && files(&lake) < before, "compaction merged {merged} of {before} files");
+    let counts = lake_event_counts(&lake);
+    assert_eq!((counts.len(), counts.values().sum::<usize>()), (events.len(), events.len()), "every event once");
+    assert!(lake.list("events").unwrap().iter().all(|f: &LakeFile| f.name().ends_with(".parquet")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sink_killed_mid_stream_and_restarted_writes_every_record_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lake");
+    sink_killed_and_restarted_writes_every_record_once(Lake::dir(&path), &path.display().to_string(), &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sink_writing_to_s3_killed_and_restarted_writes_every_record_exactly_once() {
+    let s3 = S3Server::start();
+    sink_killed_and_restarted_writes_every_record_once(s3.lake("sink-test"), &s3.url("sink-test"), &s3.env()).await;
 }
 
 #[derive(Parser)]
@@ -134,12 +157,16 @@ async fn replaying_a_lake_the_sink_wrote_gives_the_features_the_enricher_served(
     // One partition: the enricher sees events in the order the lake replays them.
     let stack = Stack::with_partitions(1);
     let dir = tempfile::tempdir().unwrap();
-    let lake = dir.path().join("lake");
+    let path = dir.path().join("lake");
+    let lake = Lake::dir(&path);
     let shutdown = CancellationToken::new();
     let registry = baseline_registry(dir.path());
     let (enricher, scorer) = start_services(&stack, &registry, "t", &[], &shutdown).await;
     let cli = SinkCli::try_parse_from(
-        sink_args(&stack, &lake).into_iter().skip(1).filter(|a| a != "--http-addr" && a != "127.0.0.1:0"),
+        sink_args(&stack, &path.display().to_string())
+            .into_iter()
+            .skip(1)
+            .filter(|a| a != "--http-addr" && a != "127.0.0.1:0"),
     )
     .unwrap();
     let sink = tokio::spawn(
@@ -151,14 +178,14 @@ async fn replaying_a_lake_the_sink_wrote_gives_the_features_the_enricher_served(
     // The lake reads a day in (ts, event_id) order; send in that order.
     events.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.event_id.cmp(&b.event_id)));
     send_in_chunks(&stack.brokers(), "clickstream", &events, 1, async |_| {}).await;
-    let features = |lake: &Path| -> Vec<lake::ServedFeatures> {
-        lake::partitions(lake, lake::FEATURES)
+    let features = |lake: &Lake| -> Vec<lake::ServedFeatures> {
+        lake.partitions(lake::FEATURES)
             .unwrap_or_default()
             .into_iter()
-            .flat_map(|(_, f)| lake::read_features(&f).unwrap_or_default())
+            .flat_map(|(_, f)| lake.read_features(&f).unwrap_or_default())
             .collect()
     };
-    let verdicts = |lake: &Path| lake::partitions(lake, lake::VERDICTS).unwrap_or_default().len();
+    let verdicts = |lake: &Lake| lake.partitions(lake::VERDICTS).unwrap_or_default().len();
     let done = wait_for(Duration::from_secs(90), || {
         features(&lake).len() >= events.len() && lake_event_counts(&lake).len() >= events.len() && verdicts(&lake) > 0
     })
@@ -173,8 +200,8 @@ async fn replaying_a_lake_the_sink_wrote_gives_the_features_the_enricher_served(
     // The history the trainer replays with (expiring on event time).
     let mut history = models::history::MemoryHistory::expiring();
     let mut replayed: HashMap<String, Vec<f64>> = HashMap::new();
-    for (_, files) in lake::partitions(&lake, lake::EVENTS).unwrap() {
-        for e in lake::read_events(&files).unwrap().0 {
+    for (_, files) in lake.partitions(lake::EVENTS).unwrap() {
+        for e in lake.read_events(&files).unwrap().0 {
             replayed.insert(e.event_id.clone(), models::features::replay_one(&mut history, &e).0);
         }
     }

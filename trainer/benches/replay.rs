@@ -42,8 +42,9 @@ fn trained() -> &'static (Vec<models::artifact::ModelArtifact>, Vec<models::feat
         let dir = tempfile::tempdir().expect("a temp dir");
         let world =
             World::new(SimConfig { seed: 5, customers: 600, rate_ato: 0.01, rate_bot: 0.01, ..SimConfig::default() });
-        fixtures::write_lake(&world, dir.path(), START + 12 * DAY_MS, 12).expect("a lake");
-        let ds = trainer::dataset::build(dir.path(), &Default::default(), |_, _| {}).expect("replay");
+        let lake = lake::Lake::dir(dir.path());
+        fixtures::write_lake(&world, &lake, START + 12 * DAY_MS, 12).expect("a lake");
+        let ds = trainer::dataset::build(&lake, &Default::default(), |_, _| {}).expect("replay");
         let split = trainer::dataset::Split::by_time(ds.first_ts, ds.cutoff, 2.0).expect("a split");
         let (train, valid) = (split.rows(&ds, split.train), split.rows(&ds, split.valid));
         let logistic =

@@ -1,10 +1,10 @@
 //! From lake to labelled feature rows.
 
+use lake::Lake;
 use models::features::{FEATURES, replay_one};
 use models::history::MemoryHistory;
 use models::{ClickEvent, Label, LabelKind};
 use std::collections::HashMap;
-use std::path::Path;
 
 pub const DAY_MS: i64 = 86_400_000;
 
@@ -142,30 +142,30 @@ fn rows_in(counts: &[(Option<i64>, usize)], window: (i64, i64)) -> f64 {
 /// Replays the whole lake, oldest partition first, through one in-memory history that expires
 /// keys on event time as Redis does live, so every event's features see exactly the history
 /// before it. Every event is replayed; only the rows `opts` asks for are kept.
-pub fn build(lake: &Path, opts: &Options, mut progress: impl FnMut(&str, usize)) -> anyhow::Result<Dataset> {
-    lake::check_lake(lake)?;
-    let labels = lake::read_labels(lake)?;
-    let parts = lake::partitions(lake, lake::EVENTS)?;
+pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize)) -> anyhow::Result<Dataset> {
+    lake.check()?;
+    let labels = lake.read_labels()?;
+    let parts = lake.partitions(lake::EVENTS)?;
     let mut history = MemoryHistory::expiring();
     let mut ds = Dataset { first_ts: i64::MAX, last_ts: i64::MIN, train_sample_rate: 1.0, ..Dataset::default() };
     // The cut-off defaults to the newest event, found in the newest partition.
     ds.cutoff = match (opts.cutoff, parts.last()) {
         (Some(c), _) => c,
-        (None, Some((_, files))) => lake::read_events(files)?.0.last().map(|e| e.ts).unwrap_or(0),
+        (None, Some((_, files))) => lake.read_events(files)?.0.last().map(|e| e.ts).unwrap_or(0),
         (None, None) => 0,
     };
     let (truth, used, late) = Truth::known_at(&labels, ds.cutoff);
     ds.labels_used = used;
     ds.labels_late = late;
     let counts = if opts.label_delay_days.is_some() && opts.max_train_rows > 0 {
-        parts.iter().map(|(d, f)| Ok((day_start(d), lake::row_count(f)?))).collect::<anyhow::Result<Vec<_>>>()?
+        parts.iter().map(|(d, f)| Ok((day_start(d), lake.row_count(f)?))).collect::<anyhow::Result<Vec<_>>>()?
     } else {
         Vec::new()
     };
     // Date partitions hold disjoint, ordered days: replaying them one at a time in date order is
     // replaying the whole lake in event-time order, with one day in memory.
     for (date, files) in &parts {
-        let (events, rejected) = lake::read_events(files)?;
+        let (events, rejected) = lake.read_events(files)?;
         ds.events_rejected += rejected;
         ds.events_read += events.len();
         progress(date, events.len());
@@ -282,7 +282,7 @@ mod tests {
             event("m1", "sm1", "um", t0 + 2000),
             event("m2", "sm2", "um", t0 + 2 * DAY_MS),
         ];
-        lake::write_events(dir.path(), "t", &events, lake::Durability::Buffered).unwrap();
+        Lake::dir(dir.path()).write_events("t", &events, lake::Durability::Buffered).unwrap();
         let cutoff = t0 + 3 * DAY_MS;
         let labels = [
             label("known", t0 + DAY_MS, "ua", Some("sa"), LabelKind::Scam),
@@ -291,8 +291,9 @@ mod tests {
             // The mule account is labelled on day 1: its day-2 session is fraud, day-0 is not.
             label("account", t0 + DAY_MS, "um", None, LabelKind::Mule),
         ];
-        lake::write_labels(dir.path(), "t", &labels, lake::Durability::Buffered).unwrap();
-        let ds = build(dir.path(), &Options { cutoff: Some(cutoff), ..Options::default() }, |_, _| {}).unwrap();
+        Lake::dir(dir.path()).write_labels("t", &labels, lake::Durability::Buffered).unwrap();
+        let ds =
+            build(&Lake::dir(dir.path()), &Options { cutoff: Some(cutoff), ..Options::default() }, |_, _| {}).unwrap();
         let by_id: HashMap<&str, &Row> = events.iter().map(|e| e.event_id.as_str()).zip(&ds.rows).collect();
         assert_eq!((ds.labels_used, ds.labels_late), (2, 1));
         assert_eq!((by_id["a1"].fraud, by_id["a1"].kind), (true, Some(LabelKind::Scam)));
@@ -300,7 +301,9 @@ mod tests {
         assert!(!by_id["m1"].fraud, "before the account label's time");
         assert_eq!((by_id["m2"].fraud, by_id["m2"].kind), (true, Some(LabelKind::Mule)));
         // With a later cut-off the late label counts.
-        let later = build(dir.path(), &Options { cutoff: Some(cutoff + 2), ..Options::default() }, |_, _| {}).unwrap();
+        let later =
+            build(&Lake::dir(dir.path()), &Options { cutoff: Some(cutoff + 2), ..Options::default() }, |_, _| {})
+                .unwrap();
         assert!(later.rows[1].fraud);
     }
 
@@ -311,13 +314,14 @@ mod tests {
         let world =
             World::new(SimConfig { seed: 3, customers: 400, rate_ato: 0.02, rate_bot: 0.02, ..SimConfig::default() });
         let end = 1_780_000_000_000 - 1_780_000_000_000 % DAY_MS;
-        fixtures::write_lake(&world, dir.path(), end, 10).unwrap();
+        let lake = Lake::dir(dir.path());
+        fixtures::write_lake(&world, &lake, end, 10).unwrap();
         let whole = Options { label_delay_days: Some(2.0), ..Options::default() };
-        let all = build(dir.path(), &whole, |_, _| {}).unwrap();
+        let all = build(&lake, &whole, |_, _| {}).unwrap();
         let split = all.split.clone().unwrap();
         let train_all = split.rows(&all, split.train);
         let cap = train_all.len() / 4;
-        let sampled = build(dir.path(), &Options { max_train_rows: cap, ..whole }, |_, _| {}).unwrap();
+        let sampled = build(&lake, &Options { max_train_rows: cap, ..whole }, |_, _| {}).unwrap();
         let train = split.rows(&sampled, split.train);
 
         // Rows outside the windows (the gap, the label delay) are replayed but not kept.

@@ -13,9 +13,10 @@ use std::time::Instant;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
-    /// Lake directory holding events/ and labels/ (contract layout).
-    #[arg(long, env = "LAKE_URL", default_value = "data/lake")]
-    pub lake: PathBuf,
+    /// Lake holding events/ and labels/ (contract layout): a directory, or `s3://BUCKET/PREFIX`
+    /// (credentials and endpoint from the `AWS_*` environment variables).
+    #[arg(long, env = "LAKE_URL", default_value = "data/lake", value_parser = lake::Lake::parse_arg)]
+    pub lake: lake::Lake,
     /// Model registry directory.
     #[arg(long, env = "MODEL_REGISTRY", default_value = "data/registry")]
     pub registry: PathBuf,
@@ -147,7 +148,7 @@ fn calibrate(mut model: ModelArtifact, valid_rows: &[&Row]) -> (ModelArtifact, M
 fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
     let mut steps: Vec<(&str, f64)> = Vec::new();
     let t0 = Instant::now();
-    let parts = lake::partitions(&args.lake, lake::EVENTS).unwrap_or_default().len();
+    let parts = args.lake.partitions(lake::EVENTS).unwrap_or_default().len();
     let bar = progress_bar(parts as u64, "replay");
     let opts = dataset::Options {
         cutoff: None,
@@ -174,7 +175,7 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
     );
     let split = match &ds.split {
         Some(s) => s.clone(),
-        None => anyhow::bail!("the lake at {} has no events; nothing to train on", args.lake.display()),
+        None => anyhow::bail!("the lake at {} has no events; nothing to train on", args.lake),
     };
     let (train_rows, valid_rows, test_rows) =
         (split.rows(&ds, split.train), split.rows(&ds, split.valid), split.rows(&ds, split.test));
@@ -381,8 +382,9 @@ fn report(c: &ReportContext, m: &Metrics, champion: Option<&Metrics>) -> String 
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BackfillArgs {
-    #[arg(long, env = "LAKE_URL", default_value = "data/lake")]
-    pub lake: PathBuf,
+    /// Lake to replay: a directory, or `s3://BUCKET/PREFIX`.
+    #[arg(long, env = "LAKE_URL", default_value = "data/lake", value_parser = lake::Lake::parse_arg)]
+    pub lake: lake::Lake,
     #[command(flatten)]
     pub redis: platform::config::RedisArgs,
     /// Events per Redis round trip.
@@ -394,13 +396,17 @@ pub struct BackfillArgs {
 /// model was trained with (same feature code, same event-time semantics).
 pub async fn backfill(args: &BackfillArgs) -> anyhow::Result<usize> {
     use enricher::store::{HistoryStore, RedisStore};
-    lake::check_lake(&args.lake)?;
+    let lake = args.lake.clone();
+    tokio::task::spawn_blocking(move || lake.check()).await??;
     let store = RedisStore::connect(&args.redis.redis_url)
         .await
         .with_context(|| format!("connecting to Redis at {}", platform::config::redact_url(&args.redis.redis_url)))?;
     let mut n = 0;
-    for (date, files) in lake::partitions(&args.lake, lake::EVENTS)? {
-        let (events, _) = lake::read_events(&files)?;
+    let lake = args.lake.clone();
+    let parts = tokio::task::spawn_blocking(move || lake.partitions(lake::EVENTS)).await??;
+    for (date, files) in parts {
+        let lake = args.lake.clone();
+        let (events, _) = tokio::task::spawn_blocking(move || lake.read_events(&files)).await??;
         for chunk in events.chunks(args.batch.max(1)) {
             let ops: Vec<_> = chunk.iter().flat_map(|e| models::features::plan(e).ops).collect();
             store.execute(&ops).await?;

@@ -6,7 +6,7 @@
 use crate::run::{self, TrainArgs};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use std::path::{Path, PathBuf};
+use lake::{Lake, LakeFile};
 use std::str::FromStr;
 use tokio_util::sync::CancellationToken;
 
@@ -45,19 +45,18 @@ pub fn next_runs(s: &cron::Schedule, after: DateTime<Utc>, n: usize) -> Vec<Date
 /// merged file's name covers the whole range, and the inputs are deleted after it is durable; a
 /// crash in between leaves inputs beside a file whose range contains theirs, and the next
 /// compaction deletes those first.
-pub fn compact(root: &Path, table: &str) -> anyhow::Result<usize> {
+pub fn compact(lake: &Lake, table: &str) -> anyhow::Result<usize> {
     use crate::sink::{manifest_next, parse_roll_stem, roll_stem};
     use std::collections::BTreeMap;
     let mut merged = 0;
     let mut next: BTreeMap<String, i64> = BTreeMap::new();
-    for (date, files) in lake::partitions(root, table)? {
-        let mut groups: BTreeMap<String, Vec<(i64, i64, PathBuf)>> = BTreeMap::new();
+    for (_, files) in lake.partitions(table)? {
+        let mut groups: BTreeMap<String, Vec<(i64, i64, LakeFile)>> = BTreeMap::new();
         for f in files {
-            let stem = f.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let Some((source, first, last)) = parse_roll_stem(&stem) else { continue };
+            let Some((source, first, last)) = parse_roll_stem(f.stem()) else { continue };
             let done = match next.get(source) {
                 Some(n) => *n,
-                None => *next.entry(source.to_string()).or_insert(manifest_next(root, source)?),
+                None => *next.entry(source.to_string()).or_insert(manifest_next(lake, source)?),
             };
             if last < done {
                 groups.entry(source.to_string()).or_default().push((first, last, f.clone()));
@@ -67,10 +66,10 @@ pub fn compact(root: &Path, table: &str) -> anyhow::Result<usize> {
             // By first offset, the wider range first: a file inside another's range (left by an
             // interrupted compaction) then always comes after the one containing it.
             ranges.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-            let mut kept: Vec<(i64, i64, PathBuf)> = Vec::new();
+            let mut kept: Vec<(i64, i64, LakeFile)> = Vec::new();
             for r in ranges {
                 if kept.iter().any(|k| k.0 <= r.0 && r.1 <= k.1) {
-                    std::fs::remove_file(&r.2)?;
+                    lake.remove(&r.2)?;
                 } else {
                     kept.push(r);
                 }
@@ -79,14 +78,11 @@ pub fn compact(root: &Path, table: &str) -> anyhow::Result<usize> {
                 continue;
             }
             let (first, last) = (kept[0].0, kept.iter().map(|k| k.1).max().unwrap_or(kept[0].1));
-            let out = root
-                .join(table)
-                .join(format!("date={date}"))
-                .join(format!("{}.parquet", roll_stem(&source, first, last)));
+            let out = kept[0].2.sibling(&format!("{}.parquet", roll_stem(&source, first, last)));
             let paths: Vec<_> = kept.into_iter().map(|k| k.2).collect();
-            lake::merge_files(&paths, &out)?;
+            lake.merge(&paths, &out)?;
             for p in paths.iter().filter(|p| **p != out) {
-                std::fs::remove_file(p)?;
+                lake.remove(p)?;
             }
             merged += paths.len();
         }
@@ -154,11 +150,11 @@ mod tests {
     #[test]
     fn compaction_merges_a_partitions_files_and_finishes_an_interrupted_one() {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
+        let root = &Lake::dir(dir.path());
         let ev = crate::sink::tests::event;
         let w = |stem: &str, ids: &[&str]| {
             let evs: Vec<_> = ids.iter().enumerate().map(|(i, id)| ev(id, i as i64)).collect();
-            lake::write_events(root, stem, &evs, lake::Durability::Fsync).unwrap();
+            root.write_events(stem, &evs, lake::Durability::Fsync).unwrap();
         };
         w("clickstream-p0-00000000000000000000-00000000000000000001", &["a", "b"]);
         w("clickstream-p0-00000000000000000002-00000000000000000002", &["c"]);
@@ -169,11 +165,10 @@ mod tests {
         crate::sink::record_manifest(root, "clickstream-p1", 1).unwrap();
         assert_eq!(compact(root, lake::EVENTS).unwrap(), 2);
         let read = || {
-            let parts = lake::partitions(root, lake::EVENTS).unwrap();
-            let names: Vec<String> =
-                parts[0].1.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
+            let parts = root.partitions(lake::EVENTS).unwrap();
+            let names: Vec<String> = parts[0].1.iter().map(|p| p.stem().to_string()).collect();
             let mut ids: Vec<String> =
-                lake::read_events(&parts[0].1).unwrap().0.into_iter().map(|e| e.event_id).collect();
+                root.read_events(&parts[0].1).unwrap().0.into_iter().map(|e| e.event_id).collect();
             ids.sort();
             (names, ids)
         };

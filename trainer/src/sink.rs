@@ -2,8 +2,8 @@
 //!
 //! Each input partition is buffered on its own and rolled into Parquet files by record count or
 //! age. A roll's files are named after the partition's offset range
-//! (`{topic}-p{partition}-{first}-{last}.parquet`, one per date), written beside and renamed,
-//! fsynced; then the partition's manifest (`_sink/{topic}-p{partition}.json`, the next offset
+//! (`{topic}-p{partition}-{first}-{last}.parquet`, one per date), written atomically and durably
+//! (locally: beside, fsynced and renamed; on S3: one acknowledged `PUT`); then the partition's manifest (`_sink/{topic}-p{partition}.json`, the next offset
 //! to write) is replaced atomically, and only then is the offset committed to Kafka.
 //!
 //! The manifest, not the Kafka commit, decides what is in the lake: on restart a partition skips
@@ -12,12 +12,12 @@
 //! duplicates or loses a record.
 
 use anyhow::Context;
+use lake::{Lake, LakeFile};
 use models::{ClickEvent, EnrichedEvent, Label, Verdict};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -32,9 +32,10 @@ pub struct SinkArgs {
     pub kafka: platform::config::KafkaArgs,
     #[command(flatten)]
     pub topics: platform::config::TopicArgs,
-    /// Lake directory the tables are written into.
-    #[arg(long, env = "LAKE_URL", default_value = "data/lake")]
-    pub lake: PathBuf,
+    /// Lake the tables are written into: a directory, or `s3://BUCKET/PREFIX` (credentials and
+    /// endpoint from the `AWS_*` environment variables).
+    #[arg(long, env = "LAKE_URL", default_value = "data/lake", value_parser = lake::Lake::parse_arg)]
+    pub lake: lake::Lake,
     /// Consumer group of the sink.
     #[arg(long, env = "SINK_GROUP_ID", default_value = "lake-sink")]
     pub group_id: String,
@@ -128,16 +129,16 @@ impl Items {
         Ok(())
     }
 
-    fn write(&self, root: &Path, stem: &str) -> anyhow::Result<Vec<PathBuf>> {
+    fn write(&self, lake: &Lake, stem: &str) -> anyhow::Result<Vec<LakeFile>> {
         use lake::Durability::Fsync;
         match self {
-            Items::Events(v) => lake::write_events(root, stem, v, Fsync),
-            Items::Labels(v) => lake::write_labels(root, stem, v, Fsync),
+            Items::Events(v) => lake.write_events(stem, v, Fsync),
+            Items::Labels(v) => lake.write_labels(stem, v, Fsync),
             Items::Features(v) => {
-                lake::write_partitioned(root, lake::FEATURES, stem, v, |e| e.event.ts, lake::features_batch, Fsync)
+                lake.write_partitioned(lake::FEATURES, stem, v, |e| e.event.ts, lake::features_batch, Fsync)
             }
             Items::Verdicts(v) => {
-                lake::write_partitioned(root, lake::VERDICTS, stem, v, |v| v.ts, lake::verdicts_batch, Fsync)
+                lake.write_partitioned(lake::VERDICTS, stem, v, |v| v.ts, lake::verdicts_batch, Fsync)
             }
         }
     }
@@ -179,34 +180,32 @@ pub fn parse_roll_stem(stem: &str) -> Option<(&str, i64, i64)> {
     Some((parts.next()?, first, last))
 }
 
-fn manifest_path(root: &Path, source: &str) -> PathBuf {
-    root.join(MANIFESTS).join(format!("{source}.json"))
+fn manifest_file(source: &str) -> LakeFile {
+    LakeFile::new(format!("{MANIFESTS}/{source}.json"))
 }
 
 /// The next offset of `source` the lake does not hold: everything below it is in the lake, in
 /// files of completed rolls (0 when the source has no manifest).
-pub fn manifest_next(root: &Path, source: &str) -> anyhow::Result<i64> {
-    let path = manifest_path(root, source);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+pub fn manifest_next(lake: &Lake, source: &str) -> anyhow::Result<i64> {
+    let file = manifest_file(source);
+    match lake.get(&file)? {
+        Some(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
             .and_then(|v| v["next_offset"].as_i64())
-            .with_context(|| format!("{} is not a sink manifest", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+            .with_context(|| format!("{} is not a sink manifest", lake.describe(&file))),
+        None => Ok(0),
     }
 }
 
 /// Reads the partition's manifest and deletes files of rolls that did not complete.
-fn open_partition(root: &Path, table: Table, topic: &str, partition: i32) -> anyhow::Result<PartitionState> {
+fn open_partition(lake: &Lake, table: Table, topic: &str, partition: i32) -> anyhow::Result<PartitionState> {
     let own = source(topic, partition);
-    let next = manifest_next(root, &own)?;
-    for (_, files) in lake::partitions(root, table.name())? {
+    let next = manifest_next(lake, &own)?;
+    for (_, files) in lake.partitions(table.name())? {
         for f in files {
-            let stem = f.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if parse_roll_stem(&stem).is_some_and(|(s, first, _)| s == own && first >= next) {
-                tracing::warn!(file = %f.display(), next, "removing a file of a roll that did not complete; its records are read again");
-                std::fs::remove_file(&f).with_context(|| format!("removing {}", f.display()))?;
+            if parse_roll_stem(f.stem()).is_some_and(|(s, first, _)| s == own && first >= next) {
+                tracing::warn!(file = %lake.describe(&f), next, "removing a file of a roll that did not complete; its records are read again");
+                lake.remove(&f)?;
             }
         }
     }
@@ -214,18 +213,17 @@ fn open_partition(root: &Path, table: Table, topic: &str, partition: i32) -> any
 }
 
 /// Writes a roll's files, then the manifest. Returns the files.
-fn write_roll(root: &Path, topic: &str, partition: i32, roll: &Roll) -> anyhow::Result<Vec<PathBuf>> {
+fn write_roll(lake: &Lake, topic: &str, partition: i32, roll: &Roll) -> anyhow::Result<Vec<LakeFile>> {
     let source = source(topic, partition);
-    let files = roll.items.write(root, &roll_stem(&source, roll.first, roll.last))?;
-    record_manifest(root, &source, roll.last + 1)?;
+    let files = roll.items.write(lake, &roll_stem(&source, roll.first, roll.last))?;
+    record_manifest(lake, &source, roll.last + 1)?;
     Ok(files)
 }
 
 /// Durably records that the lake holds every offset of `source` below `next`.
-pub(crate) fn record_manifest(root: &Path, source: &str, next: i64) -> anyhow::Result<()> {
-    let manifest = manifest_path(root, source);
-    std::fs::create_dir_all(manifest.parent().expect("manifest has a parent"))?;
-    platform::registry::write_atomic(&manifest, serde_json::json!({ "next_offset": next }).to_string().as_bytes())
+pub(crate) fn record_manifest(lake: &Lake, source: &str, next: i64) -> anyhow::Result<()> {
+    let manifest = serde_json::json!({ "next_offset": next }).to_string().into_bytes();
+    lake.put(&manifest_file(source), manifest, lake::Durability::Fsync)
 }
 
 pub struct Sink {
@@ -251,13 +249,13 @@ impl Sink {
 
     /// Consumes until `shutdown`, then writes what is buffered and commits it.
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.args.lake)
-            .with_context(|| format!("creating the lake at {}", self.args.lake.display()))?;
+        let lake = self.args.lake.clone();
+        tokio::task::spawn_blocking(move || lake.prepare()).await??;
         let consumer: StreamConsumer =
             self.args.kafka.consumer_config(&self.args.group_id)?.create().context("creating the sink's consumer")?;
         let topics: Vec<&str> = self.tables.keys().map(String::as_str).collect();
         consumer.subscribe(&topics).context("subscribing to the sink's topics")?;
-        tracing::info!(?topics, lake = %self.args.lake.display(), "lake sink running");
+        tracing::info!(?topics, lake = %self.args.lake, "lake sink running");
         let tick = Duration::from_millis(250);
         loop {
             tokio::select! {
@@ -376,7 +374,7 @@ pub(crate) mod tests {
     #[test]
     fn a_roll_that_crashed_half_way_is_removed_and_a_complete_one_is_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
+        let root = &Lake::dir(dir.path());
         let roll = |first, last, ids: &[(&str, i64)]| Roll {
             first,
             last,
@@ -388,18 +386,19 @@ pub(crate) mod tests {
         write_roll(root, "clickstream", 0, &roll(0, 1, &[("a", 0), ("b", DAY)])).unwrap();
         // A second roll wrote its files but crashed before its manifest: simulate by writing
         // them and putting the first roll's manifest back.
-        let manifest = std::fs::read(manifest_path(root, "clickstream-p0")).unwrap();
+        let manifest = root.get(&manifest_file("clickstream-p0")).unwrap().unwrap();
         write_roll(root, "clickstream", 0, &roll(2, 3, &[("c", 0), ("d", DAY)])).unwrap();
-        std::fs::write(manifest_path(root, "clickstream-p0"), manifest).unwrap();
+        root.put(&manifest_file("clickstream-p0"), manifest.to_vec(), lake::Durability::Fsync).unwrap();
         // Another partition's files are not touched.
         write_roll(root, "clickstream", 1, &roll(5, 5, &[("e", 0)])).unwrap();
 
         let st = open_partition(root, Table::Events, "clickstream", 0).unwrap();
         assert_eq!(st.next, 2);
-        let mut ids: Vec<String> = lake::partitions(root, lake::EVENTS)
+        let mut ids: Vec<String> = root
+            .partitions(lake::EVENTS)
             .unwrap()
             .into_iter()
-            .flat_map(|(_, f)| lake::read_events(&f).unwrap().0)
+            .flat_map(|(_, f)| root.read_events(&f).unwrap().0)
             .map(|e| e.event_id)
             .collect();
         ids.sort();
