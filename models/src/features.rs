@@ -8,7 +8,7 @@
 
 use crate::ClickEvent;
 use crate::event::kind;
-use crate::history::{Key, Op, OpResult, key_into};
+use crate::history::{Key, KeyId, Op, OpResult, key_with};
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -258,8 +258,8 @@ impl Planner {
         self.writes.push(op);
     }
 
-    fn key(&mut self, family: &str, id: &str) -> Key {
-        key_into(&mut self.buf, family, id);
+    fn key(&mut self, family: &str, id: &KeyId) -> Key {
+        key_with(&mut self.buf, family, id);
         Key::from(self.buf.as_str())
     }
 
@@ -330,20 +330,20 @@ pub fn plan(ev: &ClickEvent) -> Plan {
     let login_ok = is_login && ev.succeeded();
     let login_failed = is_login && ev.failed();
     let ip = ip_text(&ev.ip);
-    let sid = &ev.session_id;
+    let sid_key = KeyId::new(&ev.session_id);
     let payee = ev.payee_id.as_deref().filter(|_| ev.is(kind::TRANSFER) || ev.is(kind::ADD_PAYEE));
 
     // Session.
-    let session_key = p.key("s:ev", sid);
+    let session_key = p.key("s:ev", &sid_key);
     let session_range = p.read(Op::Times { key: session_key.clone(), from: ts - DAY_MS, to: ts });
     p.write(add(session_key, ev.event_id.clone(), ts, DAY_MS, MAX_SESSION_EVENTS, DAY_S));
-    let key = p.key("s:ip", sid);
+    let key = p.key("s:ip", &sid_key);
     let session_ip = p.read(Op::Swap { key, value: ip.clone(), ttl_s: DAY_S });
     let session_device = ev.device_id.as_ref().map(|d| {
-        let key = p.key("s:dv", sid);
+        let key = p.key("s:dv", &sid_key);
         p.read(Op::Swap { key, value: d.clone(), ttl_s: DAY_S })
     });
-    let session_marks = p.key("s:fs", sid);
+    let session_marks = p.key("s:fs", &sid_key);
     let session_login = if login_ok {
         p.read(Op::FirstSeen { key: session_marks.clone(), member: "login".into(), ts, ttl_s: DAY_S })
     } else {
@@ -368,24 +368,26 @@ pub fn plan(ev: &ClickEvent) -> Plan {
     // IP.
     let id = ev.event_id.as_str();
     let net = subnet(&ev.ip);
-    let k = p.key("ip:fl", &ip);
+    let (ip_key, net_key) = (KeyId::new(&ip), KeyId::new(&net));
+    let k = p.key("ip:fl", &ip_key);
     let [ip_fail_1m, ip_fail_1h, ip_fail_24h] =
         p.counter(k, ts, [MINUTE_MS, HOUR_MS, DAY_MS], login_failed.then_some(id));
-    let k = p.key("sn:fl", &net);
+    let k = p.key("sn:fl", &net_key);
     let [subnet_fail_1h, subnet_fail_24h] = p.counter(k, ts, [HOUR_MS, DAY_MS], login_failed.then_some(id));
-    let k = p.key("ip:pr", &ip);
+    let k = p.key("ip:pr", &ip_key);
     let [ip_resets_1h] = p.counter(k, ts, [HOUR_MS], ev.is(kind::PASSWORD_RESET).then_some(id));
-    let k = p.key("s:fl", sid);
+    let k = p.key("s:fl", &sid_key);
     let [session_fails] = p.counter(k, ts, [DAY_MS], login_failed.then_some(id));
-    let k = p.key("ip:lg", &ip);
+    let k = p.key("ip:lg", &ip_key);
     let [ip_logins_1h] = p.counter(k, ts, [HOUR_MS], is_login.then_some(id));
-    let ip_users = p.key("ip:du", &ip);
+    let ip_users = p.key("ip:du", &ip_key);
     let ip_users_24h = p.read(Op::Count { key: ip_users.clone(), from: ts - DAY_MS, to: ts });
 
     // Device.
-    let device_users = ev.device_id.as_ref().map(|d| p.key("dv:du", d));
+    let device_key = ev.device_id.as_deref().map(KeyId::new);
+    let device_users = device_key.as_ref().map(|d| p.key("dv:du", d));
     let device_users_24h = device_users.clone().map(|key| p.read(Op::Count { key, from: ts - DAY_MS, to: ts }));
-    let device_fails = ev.device_id.as_ref().map(|d| {
+    let device_fails = device_key.as_ref().map(|d| {
         let k = p.key("dv:fl", d);
         p.counter(k, ts, [HOUR_MS, DAY_MS], login_failed.then_some(id))
     });
@@ -393,7 +395,8 @@ pub fn plan(ev: &ClickEvent) -> Plan {
     // User.
     let mut s = Slots::default();
     if let Some(user) = ev.user_id.as_deref() {
-        let seen = p.key("u:seen", user);
+        let user_key = KeyId::new(user);
+        let seen = p.key("u:seen", &user_key);
         // Failed logins and resets do not prove the account exists; TTLs only ever grow, so
         // this never shortens a real customer's history.
         let unproven = (is_login && !login_ok) || ev.is(kind::PASSWORD_RESET);
@@ -407,24 +410,24 @@ pub fn plan(ev: &ClickEvent) -> Plan {
         s.user_country = ev.country.as_ref().map(|c| first_seen(&mut p, ["c:", c].concat()));
         s.user_payee = payee.map(|py| first_seen(&mut p, ["p:", py].concat()));
 
-        let k = p.key("u:fl", user);
+        let k = p.key("u:fl", &user_key);
         let fails = p.counter(k, ts, [MINUTE_MS, HOUR_MS, DAY_MS], login_failed.then_some(id)).map(Some);
         [s.user_fail_1m, s.user_fail_1h, s.user_fail_24h] = fails;
-        let k = p.key("u:ls", user);
+        let k = p.key("u:ls", &user_key);
         [s.user_logins_1h, s.user_logins_24h] = p.counter(k, ts, [HOUR_MS, DAY_MS], login_ok.then_some(id)).map(Some);
-        let k = p.key("u:pa", user);
+        let k = p.key("u:pa", &user_key);
         let adds = p.counter(k, ts, [HOUR_MS, DAY_MS], ev.is(kind::ADD_PAYEE).then_some(id)).map(Some);
         [s.user_payee_adds_1h, s.user_payee_adds_24h] = adds;
-        let k = p.key("u:pr", user);
+        let k = p.key("u:pr", &user_key);
         let resets = p.counter(k, ts, [HOUR_MS, DAY_MS], ev.is(kind::PASSWORD_RESET).then_some(id)).map(Some);
         [s.user_resets_1h, s.user_resets_24h] = resets;
-        let transfers = p.key("u:tx", user);
+        let transfers = p.key("u:tx", &user_key);
         s.user_transfers = Some(p.read(Op::Range { key: transfers.clone(), from: ts - DAY_MS, to: ts }));
         if ev.is(kind::TRANSFER) {
             let member = format!("{}|{}", ev.event_id, ev.amount.unwrap_or(0.0));
             p.write(add(transfers, member, ts, DAY_MS, MAX_SET, 2 * DAY_S));
         }
-        let last_login = p.key("u:ll", user);
+        let last_login = p.key("u:ll", &user_key);
         s.last_login = Some(if login_ok {
             let value = format!("{}|{}", ev.country.as_deref().unwrap_or(""), ts);
             p.read(Op::Swap { key: last_login, value, ttl_s: USER_TTL_S })
@@ -441,7 +444,7 @@ pub fn plan(ev: &ClickEvent) -> Plan {
 
     // Payee fan-in (mules receive from many payers).
     if let Some(py) = payee.filter(|_| ev.is(kind::TRANSFER)) {
-        let payers = p.key("p:du", py);
+        let payers = p.key("p:du", &KeyId::new(py));
         s.payee_payers = Some(p.read(Op::Count { key: payers.clone(), from: ts - DAY_MS, to: ts }));
         if let Some(user) = &ev.user_id {
             p.write(add(payers, user.clone(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
@@ -493,16 +496,25 @@ const AUTOMATION_MARKERS: &[&str] = &[
     "crawler",
 ];
 
+/// Finds any of `markers` in one pass with ASCII case ignored, without a lowercased copy (a user
+/// agent is ~150 bytes and there are 17 markers: lowercasing and searching for each took a
+/// twentieth of replay's instructions).
+fn matcher(markers: &[&str]) -> aho_corasick::AhoCorasick {
+    aho_corasick::AhoCorasick::builder().ascii_case_insensitive(true).build(markers).expect("fixed ASCII markers")
+}
+
+static TERMS: std::sync::LazyLock<aho_corasick::AhoCorasick> =
+    std::sync::LazyLock::new(|| matcher(&["terms", "eula", "conditions", "legal"]));
+static AUTOMATION: std::sync::LazyLock<aho_corasick::AhoCorasick> =
+    std::sync::LazyLock::new(|| matcher(AUTOMATION_MARKERS));
+
 /// Terms, conditions or licence pages (the EULA a fraudster never reads).
 fn is_terms_page(path: &str) -> bool {
-    let p = path.to_ascii_lowercase();
-    ["terms", "eula", "conditions", "legal"].iter().any(|m| p.contains(m))
+    TERMS.is_match(path)
 }
 
 fn ua_automation(ua: Option<&str>) -> bool {
-    let Some(ua) = ua else { return false };
-    let ua = ua.to_ascii_lowercase();
-    AUTOMATION_MARKERS.iter().any(|m| ua.contains(m))
+    ua.is_some_and(|ua| AUTOMATION.is_match(ua))
 }
 
 /// Computes the feature vector from a plan's results (`results[i]` answers `plan.ops[i]`).

@@ -335,26 +335,45 @@ pub fn key(family: &str, id: &str) -> String {
     k
 }
 
-/// [`key`], written into `out` (cleared first): the planner reuses one buffer for every key of
-/// an event, and only the shared [`Key`] it makes from it allocates.
+/// [`key`], written into `out` (cleared first).
 pub fn key_into(out: &mut String, family: &str, id: &str) {
+    key_with(out, family, &KeyId::new(id));
+}
+
+/// An id escaped once for every key of an event that names it (a session's id is in six).
+pub struct KeyId<'a>(std::borrow::Cow<'a, str>);
+
+impl<'a> KeyId<'a> {
+    pub fn new(id: &'a str) -> KeyId<'a> {
+        // No early exit: a fold over the bytes vectorises; ids are short and nearly always plain
+        // (`0xC2` leads every C1 control).
+        let plain =
+            !id.bytes().fold(false, |bad, b| bad | (b == b':') | (b == b'%') | (b < 0x20) | (b == 0x7f) | (b == 0xc2));
+        if plain {
+            return KeyId(std::borrow::Cow::Borrowed(id));
+        }
+        let mut out = String::with_capacity(id.len() + 8);
+        for c in id.chars() {
+            match c {
+                ':' => out.push_str("%3A"),
+                '%' => out.push_str("%25"),
+                c if c.is_control() => out.push_str(&format!("%{:02X}", c as u32 & 0xff)),
+                c => out.push(c),
+            }
+        }
+        KeyId(std::borrow::Cow::Owned(out))
+    }
+}
+
+/// The key of `family` for an escaped `id`, written into `out` (cleared first): the planner
+/// reuses one buffer for every key of an event, and only the shared [`Key`] it makes from it
+/// allocates.
+pub fn key_with(out: &mut String, family: &str, id: &KeyId) {
     out.clear();
     out.push_str("fd:");
     out.push_str(family);
     out.push(':');
-    // Byte scan first: ids are nearly always plain, and `0xC2` leads every C1 control.
-    if !id.bytes().any(|b| b == b':' || b == b'%' || b < 0x20 || b == 0x7f || b == 0xc2) {
-        out.push_str(id);
-        return;
-    }
-    for c in id.chars() {
-        match c {
-            ':' => out.push_str("%3A"),
-            '%' => out.push_str("%25"),
-            c if c.is_control() => out.push_str(&format!("%{:02X}", c as u32 & 0xff)),
-            c => out.push(c),
-        }
-    }
+    out.push_str(&id.0);
 }
 
 #[cfg(test)]
