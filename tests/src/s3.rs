@@ -14,7 +14,7 @@ pub const BUCKET: &str = "lake";
 pub struct S3Server {
     child: Child,
     pub port: u16,
-    _log_dir: tempfile::TempDir,
+    log_dir: tempfile::TempDir,
 }
 
 /// `moto_server`: `MOTO_SERVER` if set, else where `scripts/stack install` puts it.
@@ -49,14 +49,16 @@ impl S3Server {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        let server = S3Server { child, port, _log_dir: log_dir };
-        for _ in 0..150 {
+        let server = S3Server { child, port, log_dir };
+        // Importing moto takes a few seconds, more while other tests load both cores.
+        for _ in 0..300 {
             if let Ok(200) = http(port, "PUT", &format!("/{BUCKET}")) {
                 return server;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("the S3 server on port {port} did not start");
+        let log = std::fs::read_to_string(server.log_dir.path().join("moto.log")).unwrap_or_default();
+        panic!("the S3 server on port {port} did not answer within 30 s; its log:\n{log}");
     }
 
     /// The settings a lake client needs, as environment variables (for a child process).
