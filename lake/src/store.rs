@@ -25,6 +25,10 @@ pub enum Durability {
     Buffered,
 }
 
+/// Said with every object-store error: the cause is nearly always these settings.
+const S3_HINT: &str = " (S3 settings: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or an instance role, \
+AWS_DEFAULT_REGION, and AWS_ENDPOINT with AWS_ALLOW_HTTP=true for an S3-compatible server)";
+
 /// A lake: a local directory or an object-store prefix. Cheap to clone.
 #[derive(Clone)]
 pub struct Lake {
@@ -189,10 +193,9 @@ impl Lake {
             Backend::Dir(p) => {
                 std::fs::create_dir_all(p).with_context(|| format!("creating the lake at {}", p.display()))
             }
-            Backend::Store { .. } => self
-                .list("_sink")
-                .map(drop)
-                .with_context(|| format!("cannot reach the lake at {} (check the AWS_* settings)", self.location)),
+            Backend::Store { .. } => {
+                self.list("_sink").map(drop).with_context(|| format!("cannot reach the lake at {}", self.location))
+            }
         }
     }
 
@@ -211,7 +214,7 @@ impl Lake {
                 let (store, prefix, at) = (store.clone(), prefix.clone(), Lake::object(prefix, under)?);
                 let metas: Vec<object_store::ObjectMeta> =
                     block_on(async move { store.list(Some(&at)).try_collect().await })?
-                        .with_context(|| format!("listing {}/{under}", self.location))?;
+                        .with_context(|| format!("listing {}/{under}{S3_HINT}", self.location))?;
                 let skip = if prefix.is_empty() { 0 } else { prefix.len() + 1 };
                 metas.into_iter().map(|m| LakeFile(m.location.as_ref()[skip..].to_string())).collect()
             }
@@ -237,7 +240,7 @@ impl Lake {
                         Err(e) => Err(e),
                     }
                 })?;
-                got.with_context(|| format!("reading {}", self.describe(file)))
+                got.with_context(|| format!("reading {}{S3_HINT}", self.describe(file)))
             }
         }
     }
@@ -249,7 +252,7 @@ impl Lake {
             Backend::Store { store, prefix } => {
                 let (store, at) = (store.clone(), Lake::object(prefix, file.rel())?);
                 block_on(async move { store.put(&at, bytes.into()).await })?
-                    .with_context(|| format!("writing {}", self.describe(file)))?;
+                    .with_context(|| format!("writing {}{S3_HINT}", self.describe(file)))?;
                 Ok(())
             }
         }
@@ -272,7 +275,7 @@ impl Lake {
                         r => r,
                     }
                 })?
-                .with_context(|| format!("removing {}", self.describe(file)))
+                .with_context(|| format!("removing {}{S3_HINT}", self.describe(file)))
             }
         }
     }
@@ -296,7 +299,8 @@ impl Lake {
                     let tail = store.get_range(&at, size.saturating_sub(TAIL)..size).await?;
                     Ok::<_, object_store::Error>((size, tail, store, at))
                 })?;
-                let (size, tail, store, at) = footer.with_context(|| format!("reading {}", self.describe(file)))?;
+                let (size, tail, store, at) =
+                    footer.with_context(|| format!("reading {}{S3_HINT}", self.describe(file)))?;
                 let n = tail.len();
                 if n < 8 || &tail[n - 4..] != b"PAR1" {
                     return Err(anyhow::anyhow!("no Parquet footer")).with_context(what);

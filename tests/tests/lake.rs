@@ -96,8 +96,8 @@ fn replaying_a_lake_on_s3_gives_the_rows_of_the_same_lake_on_disk() {
 }
 
 /// Runs one of the workspace's binaries with `args` and the S3 server's settings in its
-/// environment, as an operator would; returns its stdout.
-fn run(s3: &S3Server, bin: &str, args: &[&str]) -> String {
+/// environment, as an operator would; returns whether it succeeded, its stdout and its stderr.
+fn try_run(s3: &S3Server, bin: &str, args: &[&str]) -> (bool, String, String) {
     let exe = std::env::current_exe().unwrap();
     let path = exe.parent().and_then(std::path::Path::parent).unwrap().join(bin);
     assert!(path.exists(), "{} is missing: run `cargo build --bins` first (scripts/test does)", path.display());
@@ -105,12 +105,18 @@ fn run(s3: &S3Server, bin: &str, args: &[&str]) -> String {
         .args(args)
         .envs(s3.env())
         .env("RUST_LOG", "warn")
+        .env("RUST_BACKTRACE", "0")
         .current_dir(repo_root())
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{bin} {args:?} failed: {text}{}", String::from_utf8_lossy(&out.stderr));
-    text
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+fn run(s3: &S3Server, bin: &str, args: &[&str]) -> String {
+    let (ok, stdout, stderr) = try_run(s3, bin, args);
+    assert!(ok, "{bin} {args:?} failed: {stdout}{stderr}");
+    stdout
 }
 
 #[test]
@@ -146,4 +152,16 @@ fn an_operator_generates_a_lake_on_s3_and_trains_from_its_url() {
     assert!(printed.contains("promoted: true"), "{printed}");
     let model = platform::registry::load_current(std::path::Path::new(&registry)).unwrap();
     assert_eq!(model.kind(), "logistic");
+}
+
+#[test]
+fn a_lake_url_that_does_not_answer_fails_with_the_url_and_the_settings_to_check() {
+    let s3 = S3Server::start();
+    let args =
+        ["--http-addr", "127.0.0.1:0", "train", "--lake", "s3://no-such-bucket/lake", "--registry", "/nonexistent"];
+    let (ok, _, stderr) = try_run(&s3, "trainer", &args);
+    assert!(!ok);
+    assert!(stderr.contains("s3://no-such-bucket/lake") && stderr.contains("AWS_ENDPOINT"), "{stderr}");
+    let (ok, _, stderr) = try_run(&s3, "trainer", &["train", "--lake", "gs://bucket/lake"]);
+    assert!(!ok && stderr.contains("s3://BUCKET/PREFIX"), "{stderr}");
 }
