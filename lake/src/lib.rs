@@ -621,14 +621,15 @@ impl Lake {
         Ok(out)
     }
 
-    /// Fails with a clear message when the lake has no events table.
-    pub fn check(&self) -> anyhow::Result<()> {
-        if self.partitions(EVENTS)?.is_empty() {
+    /// The events table's date partitions, or a clear message when the lake has none.
+    pub fn event_partitions(&self) -> anyhow::Result<Vec<(String, Vec<LakeFile>)>> {
+        let parts = self.partitions(EVENTS)?;
+        if parts.is_empty() {
             bail!(
                 "{self} has no events/ table; generate one with `fixtures lake --out {self}` or point --lake at a lake"
             );
         }
-        Ok(())
+        Ok(parts)
     }
 }
 

@@ -331,13 +331,8 @@ impl MemoryHistory {
 /// address another entity's keys (ids are always the last key component, `:` and `%` escaped).
 pub fn key(family: &str, id: &str) -> String {
     let mut k = String::with_capacity(4 + family.len() + id.len());
-    key_into(&mut k, family, id);
+    key_with(&mut k, family, &KeyId::new(id));
     k
-}
-
-/// [`key`], written into `out` (cleared first).
-pub fn key_into(out: &mut String, family: &str, id: &str) {
-    key_with(out, family, &KeyId::new(id));
 }
 
 /// An id escaped once for every key of an event that names it (a session's id is in six).

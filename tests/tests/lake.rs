@@ -33,13 +33,12 @@ fn lake_contract(lake: &Lake) {
     assert_eq!(lake.get(&a).unwrap(), None);
 
     // A lake without events says what to do.
-    let err = format!("{:#}", lake.check().unwrap_err());
+    let err = format!("{:#}", lake.event_partitions().unwrap_err());
     assert!(err.contains("fixtures lake"), "{err}");
 
     // Tables: partitioned by date, read back in (ts, event_id) order, counted from footers.
     let out = fixtures::write_lake(&world(), lake, START + 3 * DAY_MS, 3).unwrap();
-    lake.check().unwrap();
-    let parts = lake.partitions(lake::EVENTS).unwrap();
+    let parts = lake.event_partitions().unwrap();
     let dates: Vec<&str> = parts.iter().map(|p| p.0.as_str()).collect();
     assert_eq!(dates, ["2026-11-01", "2026-11-02", "2026-11-03"]);
     let mut read = Vec::new();

@@ -6,7 +6,7 @@ use clap::Parser;
 use e2e_tests::s3::S3Server;
 use e2e_tests::setup::{Process, baseline_registry, send_in_chunks, start_services, traffic};
 use e2e_tests::stack::Stack;
-use lake::{Lake, LakeFile};
+use lake::Lake;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -130,7 +130,14 @@ async fn sink_killed_and_restarted_writes_every_record_once(lake: Lake, location
     assert!(merged >= 2 && files(&lake) < before, "compaction merged {merged} of {before} files");
     let counts = lake_event_counts(&lake);
     assert_eq!((counts.len(), counts.values().sum::<usize>()), (events.len(), events.len()), "every event once");
-    assert!(lake.list("events").unwrap().iter().all(|f: &LakeFile| f.name().ends_with(".parquet")));
+    // The sink stopped with every roll complete: one file per source partition and date is left.
+    for (date, files) in lake.partitions(lake::EVENTS).unwrap() {
+        let mut sources: Vec<&str> =
+            files.iter().map(|f| trainer::sink::parse_roll_stem(f.stem()).expect("a sink file").0).collect();
+        let n = sources.len();
+        sources.dedup();
+        assert_eq!(sources.len(), n, "{date}: more than one file of a source after compaction: {files:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -143,9 +143,8 @@ fn rows_in(counts: &[(Option<i64>, usize)], window: (i64, i64)) -> f64 {
 /// keys on event time as Redis does live, so every event's features see exactly the history
 /// before it. Every event is replayed; only the rows `opts` asks for are kept.
 pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize)) -> anyhow::Result<Dataset> {
-    lake.check()?;
+    let parts = lake.event_partitions()?;
     let labels = lake.read_labels()?;
-    let parts = lake.partitions(lake::EVENTS)?;
     let mut history = MemoryHistory::expiring();
     let mut ds = Dataset { first_ts: i64::MAX, last_ts: i64::MIN, train_sample_rate: 1.0, ..Dataset::default() };
     // The cut-off defaults to the newest event, found in the newest partition.
@@ -282,7 +281,8 @@ mod tests {
             event("m1", "sm1", "um", t0 + 2000),
             event("m2", "sm2", "um", t0 + 2 * DAY_MS),
         ];
-        Lake::dir(dir.path()).write_events("t", &events, lake::Durability::Buffered).unwrap();
+        let lake = Lake::dir(dir.path());
+        lake.write_events("t", &events, lake::Durability::Buffered).unwrap();
         let cutoff = t0 + 3 * DAY_MS;
         let labels = [
             label("known", t0 + DAY_MS, "ua", Some("sa"), LabelKind::Scam),
@@ -291,9 +291,8 @@ mod tests {
             // The mule account is labelled on day 1: its day-2 session is fraud, day-0 is not.
             label("account", t0 + DAY_MS, "um", None, LabelKind::Mule),
         ];
-        Lake::dir(dir.path()).write_labels("t", &labels, lake::Durability::Buffered).unwrap();
-        let ds =
-            build(&Lake::dir(dir.path()), &Options { cutoff: Some(cutoff), ..Options::default() }, |_, _| {}).unwrap();
+        lake.write_labels("t", &labels, lake::Durability::Buffered).unwrap();
+        let ds = build(&lake, &Options { cutoff: Some(cutoff), ..Options::default() }, |_, _| {}).unwrap();
         let by_id: HashMap<&str, &Row> = events.iter().map(|e| e.event_id.as_str()).zip(&ds.rows).collect();
         assert_eq!((ds.labels_used, ds.labels_late), (2, 1));
         assert_eq!((by_id["a1"].fraud, by_id["a1"].kind), (true, Some(LabelKind::Scam)));
@@ -301,9 +300,7 @@ mod tests {
         assert!(!by_id["m1"].fraud, "before the account label's time");
         assert_eq!((by_id["m2"].fraud, by_id["m2"].kind), (true, Some(LabelKind::Mule)));
         // With a later cut-off the late label counts.
-        let later =
-            build(&Lake::dir(dir.path()), &Options { cutoff: Some(cutoff + 2), ..Options::default() }, |_, _| {})
-                .unwrap();
+        let later = build(&lake, &Options { cutoff: Some(cutoff + 2), ..Options::default() }, |_, _| {}).unwrap();
         assert!(later.rows[1].fraud);
     }
 

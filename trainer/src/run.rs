@@ -397,13 +397,11 @@ pub struct BackfillArgs {
 pub async fn backfill(args: &BackfillArgs) -> anyhow::Result<usize> {
     use enricher::store::{HistoryStore, RedisStore};
     let lake = args.lake.clone();
-    tokio::task::spawn_blocking(move || lake.check()).await??;
+    let parts = tokio::task::spawn_blocking(move || lake.event_partitions()).await??;
     let store = RedisStore::connect(&args.redis.redis_url)
         .await
         .with_context(|| format!("connecting to Redis at {}", platform::config::redact_url(&args.redis.redis_url)))?;
     let mut n = 0;
-    let lake = args.lake.clone();
-    let parts = tokio::task::spawn_blocking(move || lake.partitions(lake::EVENTS)).await??;
     for (date, files) in parts {
         let lake = args.lake.clone();
         let (events, _) = tokio::task::spawn_blocking(move || lake.read_events(&files)).await??;

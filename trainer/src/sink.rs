@@ -3,8 +3,9 @@
 //! Each input partition is buffered on its own and rolled into Parquet files by record count or
 //! age. A roll's files are named after the partition's offset range
 //! (`{topic}-p{partition}-{first}-{last}.parquet`, one per date), written atomically and durably
-//! (locally: beside, fsynced and renamed; on S3: one acknowledged `PUT`); then the partition's manifest (`_sink/{topic}-p{partition}.json`, the next offset
-//! to write) is replaced atomically, and only then is the offset committed to Kafka.
+//! (locally: beside, fsynced and renamed; on S3: one acknowledged `PUT`); then the partition's
+//! manifest (`_sink/{topic}-p{partition}.json`, the next offset to write) is replaced the same
+//! way, and only then is the offset committed to Kafka.
 //!
 //! The manifest, not the Kafka commit, decides what is in the lake: on restart a partition skips
 //! records below its manifest offset (written, commit lost) and deletes files whose range starts
