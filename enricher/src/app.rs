@@ -163,12 +163,21 @@ impl<S: HistoryStore> Processor for Enricher<S> {
             }
             Err(e) => return Err(anyhow::Error::new(e).context("history round trip")),
         };
+        let mut offset = 0;
+        let vectors: Vec<_> = decoded
+            .iter()
+            .zip(&plans)
+            .zip(&lens)
+            .map(|(((_, ev), plan), n)| {
+                offset += n;
+                features::compute(ev, plan, &results[offset - n..offset])
+            })
+            .collect();
+        // The plans borrow the events, which move into the enriched events below.
+        drop((plans, ops));
         let lists = self.lists.get();
         let now = platform::now_ms();
-        let mut offset = 0;
-        for (((i, ev), plan), n) in decoded.into_iter().zip(&plans).zip(lens) {
-            let fv = features::compute(&ev, plan, &results[offset..offset + n]);
-            offset += n;
+        for ((i, ev), fv) in decoded.into_iter().zip(vectors) {
             let list_hits = lists.hits(&ev, now);
             for h in &list_hits {
                 self.metrics.list_hits.with_label_values(&[&h.list, &h.kind]).inc();

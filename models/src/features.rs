@@ -8,7 +8,7 @@
 
 use crate::ClickEvent;
 use crate::event::kind;
-use crate::history::{Key, KeyId, Op, OpResult, key_with};
+use crate::history::{Key, Op, OpResult, Starts, Text};
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -236,218 +236,177 @@ struct Slots {
 }
 
 /// The history operations for one event, in execution order, and where their results land.
+/// The ops borrow the event's text.
 #[derive(Debug, Clone)]
-pub struct Plan {
-    pub ops: Vec<Op>,
+pub struct Plan<'a> {
+    pub ops: Vec<Op<'a>>,
     slots: Slots,
 }
 
-struct Planner {
-    ops: Vec<Op>,
-    writes: Vec<Op>,
-    /// Scratch for building keys: one allocation per key (the shared [`Key`]), none per use.
-    buf: String,
+struct Planner<'a> {
+    ops: Vec<Op<'a>>,
+    writes: Vec<Op<'a>>,
 }
 
-impl Planner {
-    fn read(&mut self, op: Op) -> usize {
-        self.ops.push(op);
-        self.ops.len() - 1
-    }
-    fn write(&mut self, op: Op) {
-        self.writes.push(op);
-    }
+/// A result's place, as [`compute`] reads it: the op's index times four, plus the window for an
+/// [`Op::Count`].
+fn slot(op: usize, window: usize) -> usize {
+    op << 2 | window
+}
 
-    fn key(&mut self, family: &str, id: &KeyId) -> Key {
-        key_with(&mut self.buf, family, id);
-        Key::from(self.buf.as_str())
+impl<'a> Planner<'a> {
+    fn read(&mut self, op: Op<'a>) -> usize {
+        self.ops.push(op);
+        slot(self.ops.len() - 1, 0)
+    }
+    fn write(&mut self, op: Op<'a>) {
+        self.writes.push(op);
     }
 
     /// Counts of `key` in each window before `ts`; when `record` is set, the event is added to
     /// the set (kept as long as the longest window). Returns the slots in window order.
-    fn counter<const N: usize>(&mut self, key: Key, ts: i64, windows: [i64; N], record: Option<&str>) -> [usize; N] {
-        let slots = windows.map(|w| self.read(Op::Count { key: key.clone(), from: ts - w, to: ts }));
+    fn counter<const N: usize>(
+        &mut self,
+        key: Key<'a>,
+        ts: i64,
+        windows: [i64; N],
+        record: Option<&Text<'a>>,
+    ) -> [usize; N] {
+        let at = self.read(Op::Count { key: key.clone(), from: Starts::new(&windows.map(|w| ts - w)), to: ts });
+        let mut window = 0;
+        let slots = [(); N].map(|_| {
+            window += 1;
+            at | (window - 1)
+        });
         if let Some(member) = record {
             let longest = windows.iter().copied().max().unwrap_or(DAY_MS);
-            self.write(add(key, member.to_string(), ts, longest, MAX_SET, 2 * DAY_S));
+            self.write(add(key, member.clone(), ts, longest, MAX_SET, 2 * DAY_S));
         }
         slots
     }
 }
 
-/// An address as text, as `Display` writes it; IPv4 (nearly all traffic) without the
-/// formatting machinery, which otherwise costs a tenth of replay's instructions (callgrind).
-fn ip_text(ip: &IpAddr) -> String {
-    let IpAddr::V4(v4) = ip else { return ip.to_string() };
-    let mut s = String::with_capacity(15);
-    for (i, o) in v4.octets().into_iter().enumerate() {
-        if i > 0 {
-            s.push('.');
-        }
-        push_u8(&mut s, o);
-    }
-    s
-}
-
-fn push_u8(s: &mut String, n: u8) {
-    if n >= 100 {
-        s.push(char::from(b'0' + n / 100));
-    }
-    if n >= 10 {
-        s.push(char::from(b'0' + n / 10 % 10));
-    }
-    s.push(char::from(b'0' + n % 10));
-}
-
-fn subnet(ip: &IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            let mut s = String::with_capacity(18);
-            for b in &o[..3] {
-                push_u8(&mut s, *b);
-                s.push('.');
-            }
-            s.push_str("0/24");
-            s
-        }
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-    }
-}
-
-fn add(key: Key, member: String, ts: i64, window: i64, max_len: usize, ttl_s: u64) -> Op {
+fn add<'a>(key: Key<'a>, member: Text<'a>, ts: i64, window: i64, max_len: usize, ttl_s: u64) -> Op<'a> {
     Op::Add { key, member, ts, keep_after: ts - window, max_len, ttl_s }
 }
 
 /// Lists the history reads and writes for `ev`.
-pub fn plan(ev: &ClickEvent) -> Plan {
+pub fn plan<'e>(ev: &'e ClickEvent) -> Plan<'e> {
     let ts = ev.ts;
-    let mut p = Planner { ops: Vec::with_capacity(48), writes: Vec::with_capacity(12), buf: String::with_capacity(64) };
+    let mut p = Planner { ops: Vec::with_capacity(48), writes: Vec::with_capacity(12) };
     let is_login = ev.is(kind::LOGIN);
     let login_ok = is_login && ev.succeeded();
     let login_failed = is_login && ev.failed();
-    let ip = ip_text(&ev.ip);
-    let sid_key = KeyId::new(&ev.session_id);
+    // Each entity's text (and so its hash) is made once and shared by its keys.
+    let sid = Text::from(ev.session_id.as_str());
+    let id = Text::from(ev.event_id.as_str());
     let payee = ev.payee_id.as_deref().filter(|_| ev.is(kind::TRANSFER) || ev.is(kind::ADD_PAYEE));
 
     // Session.
-    let session_key = p.key("s:ev", &sid_key);
+    let session_key = Key::new("s:ev", sid.clone());
     let session_range = p.read(Op::Times { key: session_key.clone(), from: ts - DAY_MS, to: ts });
-    p.write(add(session_key, ev.event_id.clone(), ts, DAY_MS, MAX_SESSION_EVENTS, DAY_S));
-    let key = p.key("s:ip", &sid_key);
-    let session_ip = p.read(Op::Swap { key, value: ip.clone(), ttl_s: DAY_S });
-    let session_device = ev.device_id.as_ref().map(|d| {
-        let key = p.key("s:dv", &sid_key);
-        p.read(Op::Swap { key, value: d.clone(), ttl_s: DAY_S })
-    });
-    let session_marks = p.key("s:fs", &sid_key);
-    let session_login = if login_ok {
-        p.read(Op::FirstSeen { key: session_marks.clone(), member: "login".into(), ts, ttl_s: DAY_S })
-    } else {
-        p.read(Op::Lookup { key: session_marks.clone(), member: "login".into() })
-    };
-    let mark = |p: &mut Planner, member: &str, now: bool| {
-        let (key, member) = (session_marks.clone(), member.to_string());
+    p.write(add(session_key, id.clone(), ts, DAY_MS, MAX_SESSION_EVENTS, DAY_S));
+    let (ip, net) = (Text::addr(ev.ip), Text::subnet(ev.ip));
+    let session_ip = p.read(Op::Swap { key: Key::new("s:ip", sid.clone()), value: ip.clone(), ttl_s: DAY_S });
+    let session_device = ev
+        .device_id
+        .as_deref()
+        .map(|d| p.read(Op::Swap { key: Key::new("s:dv", sid.clone()), value: d.into(), ttl_s: DAY_S }));
+    let session_marks = Key::new("s:fs", sid.clone());
+    let mark = |p: &mut Planner<'e>, member: &'static str, now: bool| {
+        let (key, member) = (session_marks.clone(), Text::from(member));
         if now { p.read(Op::FirstSeen { key, member, ts, ttl_s: DAY_S }) } else { p.read(Op::Lookup { key, member }) }
     };
+    let session_login = mark(&mut p, "login", login_ok);
     let session_reset = mark(&mut p, "reset", ev.is(kind::PASSWORD_RESET));
     let reads_terms = ev.is(kind::PAGE_VIEW) && ev.path.as_deref().is_some_and(is_terms_page);
     let session_terms = mark(&mut p, "terms", reads_terms);
     let session_payee = payee.map(|payee| {
-        let member = ["payee:", payee].concat();
+        let (key, member) = (session_marks.clone(), Text::from(payee).prefixed("payee:"));
         if ev.is(kind::ADD_PAYEE) {
-            p.read(Op::FirstSeen { key: session_marks.clone(), member, ts, ttl_s: DAY_S })
+            p.read(Op::FirstSeen { key, member, ts, ttl_s: DAY_S })
         } else {
-            p.read(Op::Lookup { key: session_marks.clone(), member })
+            p.read(Op::Lookup { key, member })
         }
     });
 
     // IP.
-    let id = ev.event_id.as_str();
-    let net = subnet(&ev.ip);
-    let (ip_key, net_key) = (KeyId::new(&ip), KeyId::new(&net));
-    let k = p.key("ip:fl", &ip_key);
+    let id = &id;
     let [ip_fail_1m, ip_fail_1h, ip_fail_24h] =
-        p.counter(k, ts, [MINUTE_MS, HOUR_MS, DAY_MS], login_failed.then_some(id));
-    let k = p.key("sn:fl", &net_key);
-    let [subnet_fail_1h, subnet_fail_24h] = p.counter(k, ts, [HOUR_MS, DAY_MS], login_failed.then_some(id));
-    let k = p.key("ip:pr", &ip_key);
-    let [ip_resets_1h] = p.counter(k, ts, [HOUR_MS], ev.is(kind::PASSWORD_RESET).then_some(id));
-    let k = p.key("s:fl", &sid_key);
-    let [session_fails] = p.counter(k, ts, [DAY_MS], login_failed.then_some(id));
-    let k = p.key("ip:lg", &ip_key);
-    let [ip_logins_1h] = p.counter(k, ts, [HOUR_MS], is_login.then_some(id));
-    let ip_users = p.key("ip:du", &ip_key);
-    let ip_users_24h = p.read(Op::Count { key: ip_users.clone(), from: ts - DAY_MS, to: ts });
+        p.counter(Key::new("ip:fl", ip.clone()), ts, [MINUTE_MS, HOUR_MS, DAY_MS], login_failed.then_some(id));
+    let [subnet_fail_1h, subnet_fail_24h] =
+        p.counter(Key::new("sn:fl", net.clone()), ts, [HOUR_MS, DAY_MS], login_failed.then_some(id));
+    let [ip_resets_1h] =
+        p.counter(Key::new("ip:pr", ip.clone()), ts, [HOUR_MS], ev.is(kind::PASSWORD_RESET).then_some(id));
+    let [session_fails] = p.counter(Key::new("s:fl", sid), ts, [DAY_MS], login_failed.then_some(id));
+    let [ip_logins_1h] = p.counter(Key::new("ip:lg", ip.clone()), ts, [HOUR_MS], is_login.then_some(id));
+    let ip_users = Key::new("ip:du", ip.clone());
+    let ip_users_24h = p.read(Op::Count { key: ip_users.clone(), from: (ts - DAY_MS).into(), to: ts });
 
     // Device.
-    let device_key = ev.device_id.as_deref().map(KeyId::new);
-    let device_users = device_key.as_ref().map(|d| p.key("dv:du", d));
-    let device_users_24h = device_users.clone().map(|key| p.read(Op::Count { key, from: ts - DAY_MS, to: ts }));
-    let device_fails = device_key.as_ref().map(|d| {
-        let k = p.key("dv:fl", d);
-        p.counter(k, ts, [HOUR_MS, DAY_MS], login_failed.then_some(id))
-    });
+    let device = ev.device_id.as_deref().map(Text::from);
+    let device_users = device.clone().map(|d| Key::new("dv:du", d));
+    let device_users_24h =
+        device_users.clone().map(|key| p.read(Op::Count { key, from: (ts - DAY_MS).into(), to: ts }));
+    let device_fails =
+        device.clone().map(|d| p.counter(Key::new("dv:fl", d), ts, [HOUR_MS, DAY_MS], login_failed.then_some(id)));
 
     // User.
     let mut s = Slots::default();
-    if let Some(user) = ev.user_id.as_deref() {
-        let user_key = KeyId::new(user);
-        let seen = p.key("u:seen", &user_key);
+    if let Some(user) = ev.user_id.as_deref().map(Text::from) {
+        let seen = Key::new("u:seen", user.clone());
         // Failed logins and resets do not prove the account exists; TTLs only ever grow, so
         // this never shortens a real customer's history.
         let unproven = (is_login && !login_ok) || ev.is(kind::PASSWORD_RESET);
         let user_ttl = if unproven { UNPROVEN_USER_TTL_S } else { USER_TTL_S };
-        let first_seen =
-            |p: &mut Planner, member: String| p.read(Op::FirstSeen { key: seen.clone(), member, ts, ttl_s: user_ttl });
+        let first_seen = |p: &mut Planner<'e>, member: Text<'e>| {
+            p.read(Op::FirstSeen { key: seen.clone(), member, ts, ttl_s: user_ttl })
+        };
         s.user_known = Some(first_seen(&mut p, "*".into()));
-        s.user_device = ev.device_id.as_ref().map(|d| first_seen(&mut p, ["d:", d].concat()));
-        s.user_ip = Some(first_seen(&mut p, ["i:", &ip].concat()));
-        s.user_subnet = Some(first_seen(&mut p, ["n:", &net].concat()));
-        s.user_country = ev.country.as_ref().map(|c| first_seen(&mut p, ["c:", c].concat()));
-        s.user_payee = payee.map(|py| first_seen(&mut p, ["p:", py].concat()));
+        s.user_device = device.map(|d| first_seen(&mut p, d.prefixed("d:")));
+        s.user_ip = Some(first_seen(&mut p, ip.clone().prefixed("i:")));
+        s.user_subnet = Some(first_seen(&mut p, net.prefixed("n:")));
+        s.user_country = ev.country.as_deref().map(|c| first_seen(&mut p, Text::from(c).prefixed("c:")));
+        s.user_payee = payee.map(|py| first_seen(&mut p, Text::from(py).prefixed("p:")));
 
-        let k = p.key("u:fl", &user_key);
+        let k = Key::new("u:fl", user.clone());
         let fails = p.counter(k, ts, [MINUTE_MS, HOUR_MS, DAY_MS], login_failed.then_some(id)).map(Some);
         [s.user_fail_1m, s.user_fail_1h, s.user_fail_24h] = fails;
-        let k = p.key("u:ls", &user_key);
+        let k = Key::new("u:ls", user.clone());
         [s.user_logins_1h, s.user_logins_24h] = p.counter(k, ts, [HOUR_MS, DAY_MS], login_ok.then_some(id)).map(Some);
-        let k = p.key("u:pa", &user_key);
+        let k = Key::new("u:pa", user.clone());
         let adds = p.counter(k, ts, [HOUR_MS, DAY_MS], ev.is(kind::ADD_PAYEE).then_some(id)).map(Some);
         [s.user_payee_adds_1h, s.user_payee_adds_24h] = adds;
-        let k = p.key("u:pr", &user_key);
+        let k = Key::new("u:pr", user.clone());
         let resets = p.counter(k, ts, [HOUR_MS, DAY_MS], ev.is(kind::PASSWORD_RESET).then_some(id)).map(Some);
         [s.user_resets_1h, s.user_resets_24h] = resets;
-        let transfers = p.key("u:tx", &user_key);
+        let transfers = Key::new("u:tx", user.clone());
         s.user_transfers = Some(p.read(Op::Range { key: transfers.clone(), from: ts - DAY_MS, to: ts }));
         if ev.is(kind::TRANSFER) {
             let member = format!("{}|{}", ev.event_id, ev.amount.unwrap_or(0.0));
-            p.write(add(transfers, member, ts, DAY_MS, MAX_SET, 2 * DAY_S));
+            p.write(add(transfers, member.into(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
         }
-        let last_login = p.key("u:ll", &user_key);
+        let last_login = Key::new("u:ll", user.clone());
         s.last_login = Some(if login_ok {
             let value = format!("{}|{}", ev.country.as_deref().unwrap_or(""), ts);
-            p.read(Op::Swap { key: last_login, value, ttl_s: USER_TTL_S })
+            p.read(Op::Swap { key: last_login, value: value.into(), ttl_s: USER_TTL_S })
         } else {
             p.read(Op::Get { key: last_login })
         });
         if is_login {
-            p.write(add(ip_users, user.to_string(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
+            p.write(add(ip_users, user.clone(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
             if let Some(key) = device_users {
-                p.write(add(key, user.to_string(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
+                p.write(add(key, user, ts, DAY_MS, MAX_SET, 2 * DAY_S));
             }
         }
     }
 
     // Payee fan-in (mules receive from many payers).
     if let Some(py) = payee.filter(|_| ev.is(kind::TRANSFER)) {
-        let payers = p.key("p:du", &KeyId::new(py));
-        s.payee_payers = Some(p.read(Op::Count { key: payers.clone(), from: ts - DAY_MS, to: ts }));
-        if let Some(user) = &ev.user_id {
-            p.write(add(payers, user.clone(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
+        let payers = Key::new("p:du", py);
+        s.payee_payers = Some(p.read(Op::Count { key: payers.clone(), from: (ts - DAY_MS).into(), to: ts }));
+        if let Some(user) = ev.user_id.as_deref() {
+            p.write(add(payers, user.into(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
         }
     }
 
@@ -514,18 +473,47 @@ fn is_terms_page(path: &str) -> bool {
 }
 
 fn ua_automation(ua: Option<&str>) -> bool {
-    ua.is_some_and(|ua| AUTOMATION.is_match(ua))
+    ua.is_some_and(|ua| SEEN_AGENTS.with_borrow_mut(|seen| seen.automation(ua)))
+}
+
+/// The automation flag of recently seen user agents. A session sends the same agent with every
+/// event and a site sees few distinct ones, while scanning one (~150 bytes) for the markers
+/// cost more than all the event's other features in replay. A memo of a pure function: an
+/// entry is used only when its text is the agent's, so it never changes a result.
+struct SeenAgents(Vec<Option<(Box<str>, bool)>>);
+
+const SEEN_AGENTS_SLOTS: usize = 256;
+
+impl SeenAgents {
+    fn automation(&mut self, ua: &str) -> bool {
+        let slot = xxhash_rust::xxh3::xxh3_64(ua.as_bytes()) as usize % SEEN_AGENTS_SLOTS;
+        match &self.0[slot] {
+            Some((seen, flag)) if **seen == *ua => *flag,
+            _ => {
+                let flag = AUTOMATION.is_match(ua);
+                self.0[slot] = Some((ua.into(), flag));
+                flag
+            }
+        }
+    }
+}
+
+thread_local! {
+    static SEEN_AGENTS: std::cell::RefCell<SeenAgents> =
+        std::cell::RefCell::new(SeenAgents(vec![None; SEEN_AGENTS_SLOTS]));
 }
 
 /// Computes the feature vector from a plan's results (`results[i]` answers `plan.ops[i]`).
 pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVector {
     let s = &plan.slots;
     let ts = ev.ts;
-    let r = |i: usize| &results[i];
-    let ro = |i: Option<usize>| i.map(|i| &results[i]);
+    // Slots name an op's result and, for a count, its window (see `slot`).
+    let r = |i: usize| &results[i >> 2];
+    let ro = |i: Option<usize>| i.map(|i| &results[i >> 2]);
+    let n = |i: usize| results[i >> 2].count_at(i & 3) as f64;
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     let is_new = |i: Option<usize>| flag(matches!(ro(i), Some(OpResult::Time(None))));
-    let count = |i: Option<usize>| ro(i).map(|r| r.count() as f64).unwrap_or(0.0);
+    let count = |i: Option<usize>| i.map(n).unwrap_or(0.0);
     let mut v = vec![0.0; FEATURES.len()];
     let mut set = |f: F, x: f64| v[f as usize] = x;
 
@@ -559,8 +547,8 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     set(F::UserLogins1h, count(s.user_logins_1h));
     set(F::UserLogins24h, count(s.user_logins_24h));
     set(F::UserPayeeAdds24h, count(s.user_payee_adds_24h));
-    set(F::IpFailedLogins1m, r(s.ip_fail_1m).count() as f64);
-    set(F::SubnetFailedLogins1h, r(s.subnet_fail_1h).count() as f64);
+    set(F::IpFailedLogins1m, n(s.ip_fail_1m));
+    set(F::SubnetFailedLogins1h, n(s.subnet_fail_1h));
     set(F::UserIpAgeDays, age(s.user_ip));
     set(F::UserSubnetAgeDays, age(s.user_subnet));
     set(F::UserCountryAgeDays, age(s.user_country));
@@ -582,19 +570,19 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     );
     set(F::UserPayeeNew, is_new(s.user_payee));
 
-    set(F::IpFailedLogins1h, r(s.ip_fail_1h).count() as f64);
-    set(F::IpLogins1h, r(s.ip_logins_1h).count() as f64);
-    set(F::IpDistinctUsers24h, r(s.ip_users_24h).count() as f64);
+    set(F::IpFailedLogins1h, n(s.ip_fail_1h));
+    set(F::IpLogins1h, n(s.ip_logins_1h));
+    set(F::IpDistinctUsers24h, n(s.ip_users_24h));
     set(F::DeviceDistinctUsers24h, count(s.device_users_24h));
     set(F::PayeeDistinctPayers24h, count(s.payee_payers));
     set(F::DeviceFailedLogins1h, count(s.device_fail_1h));
     set(F::DeviceFailedLogins24h, count(s.device_fail_24h));
-    set(F::IpFailedLogins24h, r(s.ip_fail_24h).count() as f64);
-    set(F::SubnetFailedLogins24h, r(s.subnet_fail_24h).count() as f64);
-    set(F::IpPasswordResets1h, r(s.ip_resets_1h).count() as f64);
+    set(F::IpFailedLogins24h, n(s.ip_fail_24h));
+    set(F::SubnetFailedLogins24h, n(s.subnet_fail_24h));
+    set(F::IpPasswordResets1h, n(s.ip_resets_1h));
     set(F::UserPasswordResets1h, count(s.user_resets_1h));
     set(F::UserPayeeAdds1h, count(s.user_payee_adds_1h));
-    set(F::SessionFailedLogins, r(s.session_fails).count() as f64);
+    set(F::SessionFailedLogins, n(s.session_fails));
 
     // Session shape from the timestamps of its earlier events.
     // Earlier events' times come in ascending order (the window is `[ts - 1 day, ts]`), so this
@@ -836,6 +824,24 @@ mod tests {
         let back: FeatureVector = serde_json::from_str(&json).unwrap();
         assert_eq!(back, f);
         assert!(serde_json::from_str::<FeatureVector>("{\"is_login\":1}").is_err());
+    }
+
+    #[test]
+    fn the_user_agent_memo_answers_as_a_fresh_scan_does_when_agents_share_slots() {
+        // Four times as many agents as slots, so entries are replaced and slots shared.
+        let agents: Vec<String> = (0..4 * SEEN_AGENTS_SLOTS)
+            .map(|i| {
+                if i % 3 == 0 { format!("Mozilla/5.0 HeadlessChrome/{i}") } else { format!("Mozilla/5.0 Firefox/{i}") }
+            })
+            .collect();
+        for round in 0..2 {
+            for ua in agents.iter().rev().skip(round) {
+                assert_eq!(ua_automation(Some(ua)), AUTOMATION.is_match(ua.as_str()), "{ua}");
+            }
+        }
+        assert!(ua_automation(Some("Mozilla/5.0 HeadlessChrome/0")));
+        assert!(!ua_automation(Some("Mozilla/5.0 Firefox/1")));
+        assert!(!ua_automation(None));
     }
 
     #[test]

@@ -9,63 +9,305 @@
 //! a Redis sorted set.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt::{self, Write as _};
+use std::net::IpAddr;
 use std::sync::Arc;
 
-/// A history key (`fd:family:id`, see [`key`]). Shared, because one event's plan names the same
-/// key in several ops (a count per window, then the write).
-pub type Key = Arc<str>;
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Op {
-    /// Number of members of sorted set `key` with a score in `[from, to]`.
-    Count { key: Key, from: i64, to: i64 },
-    /// Members and scores of `key` with a score in `[from, to]`, in ascending order.
-    Range { key: Key, from: i64, to: i64 },
-    /// Only the scores of [`Op::Range`]: what a window of event times needs, without copying
-    /// members.
-    Times { key: Key, from: i64, to: i64 },
-    /// Put `member` at `ts` unless it is already at a later time; then drop members older than
-    /// `keep_after`, keep only the newest `max_len`, and let the key expire after `ttl_s`
-    /// of wall-clock inactivity (a memory bound only; windows are enforced by event time).
-    Add { key: Key, member: String, ts: i64, keep_after: i64, max_len: usize, ttl_s: u64 },
-    /// First-seen time of `member` in map `key`, recording `ts` if it was not seen. The key's
-    /// wall-clock expiry is set to `ttl_s` if it has none, and otherwise only ever extended.
-    FirstSeen { key: Key, member: String, ts: i64, ttl_s: u64 },
-    /// First-seen time of `member` in map `key`, without recording anything.
-    Lookup { key: Key, member: String },
-    /// Sets string `key` to `value` and returns the previous value.
-    Swap { key: Key, value: String, ttl_s: u64 },
-    /// Reads string `key`.
-    Get { key: Key },
+/// Text an op names (a key's id, a member, a value): an optional fixed prefix, then text
+/// borrowed from the event or made once for the plan and shared between its ops. Plans run for
+/// every event of a lake in replay, so they name what the event already holds instead of
+/// building a string per op; a store joins prefix and text when it needs the whole
+/// ([`fmt::Display`]). The whole text's hash is taken once, when the text is made: the
+/// in-memory store finds keys and members by it, and a plan names one session, address or
+/// user in many ops.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Text<'a> {
+    prefix: &'static str,
+    body: Body<'a>,
+    id: Id,
 }
 
-impl Op {
-    /// Whether the op returns something a feature reads (writes-only ops return nothing).
-    pub fn has_result(&self) -> bool {
-        !matches!(self, Op::Add { .. })
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Body<'a> {
+    Str(&'a str),
+    Shared(Arc<str>),
+}
+
+impl<'a> Text<'a> {
+    fn new(prefix: &'static str, body: Body<'a>) -> Self {
+        let mut t = Text { prefix, body, id: 0 };
+        t.id = t.whole_id();
+        t
+    }
+
+    /// The hash of prefix and text joined, on the stack when they are short.
+    fn whole_id(&self) -> Id {
+        let (prefix, body) = (self.prefix.as_bytes(), self.body().as_bytes());
+        if prefix.is_empty() {
+            return id(body);
+        }
+        let n = prefix.len() + body.len();
+        let mut buf = [0u8; 96];
+        match buf.get_mut(..n) {
+            Some(joined) => {
+                joined[..prefix.len()].copy_from_slice(prefix);
+                joined[prefix.len()..].copy_from_slice(body);
+                id(joined)
+            }
+            None => id([prefix, body].concat().as_slice()),
+        }
+    }
+
+    /// An address as `Display` writes it.
+    pub fn addr(ip: IpAddr) -> Self {
+        let mut s = StackStr::default();
+        push_addr(&mut s, &ip);
+        Text::new("", Body::Shared(Arc::from(s.as_str())))
+    }
+    /// The /24 (IPv4) or /64 (IPv6) network of an address, as `a.b.c.0/24` or `a:b:c:d::/64`.
+    pub fn subnet(ip: IpAddr) -> Self {
+        let mut s = StackStr::default();
+        push_subnet(&mut s, &ip);
+        Text::new("", Body::Shared(Arc::from(s.as_str())))
+    }
+    /// The same text after a fixed prefix (`d:` + a device id).
+    pub fn prefixed(self, prefix: &'static str) -> Self {
+        debug_assert!(self.prefix.is_empty(), "one prefix per text");
+        Text::new(prefix, self.body)
+    }
+
+    /// Appends the whole text to `out`.
+    pub fn render(&self, out: &mut String) {
+        out.push_str(self.prefix);
+        out.push_str(self.body());
+    }
+
+    fn body(&self) -> &str {
+        match &self.body {
+            Body::Str(s) => s,
+            Body::Shared(s) => s,
+        }
+    }
+
+    /// The whole text when it has no prefix, which needs no joining.
+    fn as_plain(&self) -> Option<&str> {
+        self.prefix.is_empty().then(|| self.body())
+    }
+}
+
+impl<'a> From<&'a str> for Text<'a> {
+    fn from(s: &'a str) -> Self {
+        Text::new("", Body::Str(s))
+    }
+}
+
+impl From<String> for Text<'_> {
+    fn from(s: String) -> Self {
+        Text::new("", Body::Shared(s.into()))
+    }
+}
+
+impl fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.prefix)?;
+        f.write_str(self.body())
+    }
+}
+
+/// Room for any address or network as text (an IPv6 address is at most 45 characters), so that
+/// one is rendered without a heap buffer.
+struct StackStr {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl Default for StackStr {
+    fn default() -> Self {
+        StackStr { buf: [0; 48], len: 0 }
+    }
+}
+
+impl StackStr {
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s and ASCII bytes are ever copied in.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    fn push_u8(&mut self, n: u8) {
+        if n >= 100 {
+            self.push(b'0' + n / 100);
+        }
+        if n >= 10 {
+            self.push(b'0' + n / 10 % 10);
+        }
+        self.push(b'0' + n % 10);
+    }
+}
+
+impl fmt::Write for StackStr {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        self.buf.get_mut(self.len..end).ok_or(fmt::Error)?.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// An address as `Display` writes it; IPv4 (nearly all traffic) without the formatting
+/// machinery, which otherwise costs a tenth of replay's instructions (callgrind).
+fn push_addr(out: &mut StackStr, ip: &IpAddr) {
+    let IpAddr::V4(v4) = ip else {
+        let _ = write!(out, "{ip}");
+        return;
+    };
+    for (i, o) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        out.push_u8(o);
+    }
+}
+
+fn push_subnet(out: &mut StackStr, ip: &IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for b in &v4.octets()[..3] {
+                out.push_u8(*b);
+                out.push(b'.');
+            }
+            let _ = out.write_str("0/24");
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let _ = write!(out, "{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]);
+        }
+    }
+}
+
+/// A history key: a family (`u:fl`, …) and the id of the entity it belongs to. Redis sees it
+/// as `fd:family:id` ([`key`]: the id escaped so that no input can address another entity's
+/// keys).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key<'a> {
+    pub family: &'static str,
+    pub id: Text<'a>,
+    /// Its [`Id`]: see [`Key::new`].
+    hash: Id,
+}
+
+impl<'a> Key<'a> {
+    /// The key's [`Id`] is its id's hash mixed with its family's, so that `("u", "x")` and
+    /// `("u:fl", "x")` stay apart as their Redis keys do. FNV-1a of the family (a literal of a
+    /// few bytes, which the compiler folds where this is inlined) is spread over both halves,
+    /// so that keys of one entity differ in every bit the table hashes.
+    #[inline(always)]
+    pub fn new(family: &'static str, id: impl Into<Text<'a>>) -> Self {
+        let id = id.into();
+        let f = family.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let hash = id.id ^ ((u128::from(f) << 64) | u128::from(f.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+        Key { family, id, hash }
+    }
+}
+
+impl fmt::Display for Key<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self.id.as_plain() {
+            Some(id) => f.write_str(&key(self.family, id)),
+            None => f.write_str(&key(self.family, &self.id.to_string())),
+        }
+    }
+}
+
+/// The starts of one to three windows that end together, counted by one [`Op::Count`] (a
+/// counter's minute, hour and day: one lookup of the set instead of three).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Starts {
+    at: [i64; MAX_WINDOWS],
+    len: u8,
+}
+
+/// Most windows one [`Op::Count`] counts.
+pub const MAX_WINDOWS: usize = 3;
+
+impl Starts {
+    /// The first [`MAX_WINDOWS`] of `from` (a plan never asks for more).
+    pub fn new(from: &[i64]) -> Self {
+        debug_assert!((1..=MAX_WINDOWS).contains(&from.len()), "one to three windows");
+        let mut at = [0; MAX_WINDOWS];
+        let len = from.len().min(MAX_WINDOWS);
+        at[..len].copy_from_slice(&from[..len]);
+        Starts { at, len: len as u8 }
+    }
+
+    pub fn as_slice(&self) -> &[i64] {
+        &self.at[..usize::from(self.len)]
+    }
+}
+
+impl From<i64> for Starts {
+    fn from(from: i64) -> Self {
+        Starts::new(&[from])
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
+pub enum Op<'a> {
+    /// Number of members of sorted set `key` with a score in `[from, to]`, for each start in
+    /// `from`.
+    Count { key: Key<'a>, from: Starts, to: i64 },
+    /// Members and scores of `key` with a score in `[from, to]`, in ascending order.
+    Range { key: Key<'a>, from: i64, to: i64 },
+    /// Only the scores of [`Op::Range`]: what a window of event times needs, without copying
+    /// members.
+    Times { key: Key<'a>, from: i64, to: i64 },
+    /// Put `member` at `ts` unless it is already at a later time; then drop members older than
+    /// `keep_after`, keep only the newest `max_len`, and let the key expire after `ttl_s`
+    /// of wall-clock inactivity (a memory bound only; windows are enforced by event time).
+    Add { key: Key<'a>, member: Text<'a>, ts: i64, keep_after: i64, max_len: usize, ttl_s: u64 },
+    /// First-seen time of `member` in map `key`, recording `ts` if it was not seen. The key's
+    /// wall-clock expiry is set to `ttl_s` if it has none, and otherwise only ever extended.
+    FirstSeen { key: Key<'a>, member: Text<'a>, ts: i64, ttl_s: u64 },
+    /// First-seen time of `member` in map `key`, without recording anything.
+    Lookup { key: Key<'a>, member: Text<'a> },
+    /// Sets string `key` to `value` and returns the previous value.
+    Swap { key: Key<'a>, value: Text<'a>, ttl_s: u64 },
+    /// Reads string `key`.
+    Get { key: Key<'a> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub enum OpResult {
-    Count(u64),
-    Range(Vec<(String, i64)>),
+    /// One count per window of the [`Op::Count`], in its order; 0 past its windows.
+    Count([u64; MAX_WINDOWS]),
+    Range(Vec<(Arc<str>, i64)>),
     Times(Vec<i64>),
     Time(Option<i64>),
-    Value(Option<String>),
+    Value(Option<Arc<str>>),
     Done,
 }
 
 impl OpResult {
+    /// The count in the first window (the number of members, for a range).
     pub fn count(&self) -> u64 {
+        self.count_at(0)
+    }
+    /// The count in window `window` of an [`Op::Count`].
+    pub fn count_at(&self, window: usize) -> u64 {
         match self {
-            OpResult::Count(n) => *n,
+            OpResult::Count(n) => n.get(window).copied().unwrap_or(0),
             OpResult::Range(v) => v.len() as u64,
             OpResult::Times(v) => v.len() as u64,
             _ => 0,
         }
     }
-    pub fn range(&self) -> &[(String, i64)] {
+    pub fn range(&self) -> &[(Arc<str>, i64)] {
         match self {
             OpResult::Range(v) => v,
             _ => &[],
@@ -93,14 +335,26 @@ impl OpResult {
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// A key or member as its 128-bit XXH3 hash: replay holds millions of keys and looks up ~30 per
+/// A key or member as its 128-bit XXH3 hash: replay holds millions of keys and looks up ~25 per
 /// event, and hashing, comparing and storing their text was a third of replay time. Two distinct
 /// texts share a hash with probability about 2⁻¹²⁸ per pair, far below any lake's worth of keys
 /// (keys here come from our own lake, not from someone crafting collisions).
 type Id = u128;
 
-fn id(text: &str) -> Id {
-    xxhash_rust::xxh3::xxh3_128(text.as_bytes())
+fn id(text: &[u8]) -> Id {
+    xxhash_rust::xxh3::xxh3_128(text)
+}
+
+/// The whole text, joined into `scratch` only when it has a prefix.
+fn whole<'s>(scratch: &'s mut String, text: &'s Text) -> &'s str {
+    match text.as_plain() {
+        Some(s) => s,
+        None => {
+            scratch.clear();
+            text.render(scratch);
+            scratch
+        }
+    }
 }
 
 /// Maps keyed by an [`Id`], which is already a hash: its low half is the table hash.
@@ -195,14 +449,16 @@ const SWEEP_EVERY_MS: i64 = 4 * 3_600_000;
 /// time, which is what replaying a long history needs.
 ///
 /// Replay runs every event of the lake through here, so it avoids work per op: keys and map
-/// members are held as 128-bit XXH3 hashes, not text; sorted-set members are shared
-/// strings.
+/// members are held as 128-bit XXH3 hashes, not text, taken once when the plan names them
+/// ([`Text`], [`Key::new`]); sorted-set members and string values are shared strings.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryHistory {
     sets: IdMap<Expiring<SortedSet>>,
     maps: IdMap<Expiring<IdMap<i64>>>,
-    strings: IdMap<Expiring<Option<String>>>,
+    strings: IdMap<Expiring<Option<Arc<str>>>>,
     clock: Option<Clock>,
+    /// Where a member or value with a prefix is joined before it is stored.
+    scratch: String,
 }
 
 /// A value and the event time at which it expires (`i64::MAX`: never).
@@ -218,8 +474,8 @@ fn reset(clock: Option<Clock>, ttl_s: u64) -> i64 {
 }
 
 /// The live value of `key`, or `None` if there is none or it has expired.
-fn live<'a, T>(map: &'a IdMap<Expiring<T>>, clock: Option<Clock>, key: &str) -> Option<&'a T> {
-    map.get(&id(key)).filter(|e| clock.is_none_or(|c| e.deadline > c.now)).map(|e| &e.value)
+fn live<T>(map: &IdMap<Expiring<T>>, clock: Option<Clock>, key: Id) -> Option<&T> {
+    map.get(&key).filter(|e| clock.is_none_or(|c| e.deadline > c.now)).map(|e| &e.value)
 }
 
 /// Runs `write` on the entry for `key`: created if missing, emptied if expired (Redis would have
@@ -227,11 +483,11 @@ fn live<'a, T>(map: &'a IdMap<Expiring<T>>, clock: Option<Clock>, key: &str) -> 
 fn write<T: Default, R>(
     map: &mut IdMap<Expiring<T>>,
     clock: Option<Clock>,
-    key: &str,
+    key: Id,
     write: impl FnOnce(&mut Expiring<T>) -> R,
 ) -> R {
     let fresh = || Expiring { value: T::default(), deadline: i64::MAX };
-    let e = map.entry(id(key)).or_insert_with(fresh);
+    let e = map.entry(key).or_insert_with(fresh);
     if clock.is_some_and(|c| e.deadline <= c.now) {
         *e = fresh();
     }
@@ -267,53 +523,74 @@ impl MemoryHistory {
 
     pub fn apply(&mut self, op: &Op) -> OpResult {
         let clock = self.clock;
+        let scratch = &mut self.scratch;
         match op {
             Op::Count { key, from, to } => {
-                OpResult::Count(live(&self.sets, clock, key).map_or(0, |s| s.window(*from, *to).len()) as u64)
+                let mut n = [0; MAX_WINDOWS];
+                if let Some(set) = live(&self.sets, clock, key.hash) {
+                    let hi = set.by_order.partition_point(|(s, _)| *s <= *to);
+                    for (n, from) in n.iter_mut().zip(from.as_slice()) {
+                        *n = hi.saturating_sub(set.by_order.partition_point(|(s, _)| *s < *from)) as u64;
+                    }
+                }
+                OpResult::Count(n)
             }
             Op::Range { key, from, to } => OpResult::Range(
-                live(&self.sets, clock, key)
-                    .map(|s| s.by_order.range(s.window(*from, *to)).map(|(sc, m)| (m.to_string(), *sc)).collect())
+                live(&self.sets, clock, key.hash)
+                    .map(|s| s.by_order.range(s.window(*from, *to)).map(|(sc, m)| (m.clone(), *sc)).collect())
                     .unwrap_or_default(),
             ),
             Op::Times { key, from, to } => OpResult::Times(
-                live(&self.sets, clock, key)
+                live(&self.sets, clock, key.hash)
                     .map(|s| s.by_order.range(s.window(*from, *to)).map(|(sc, _)| *sc).collect())
                     .unwrap_or_default(),
             ),
             Op::Add { key, member, ts, keep_after, max_len, ttl_s } => {
-                let emptied = write(&mut self.sets, clock, key, |e| {
+                let k = key.hash;
+                let member = whole(scratch, member);
+                let emptied = write(&mut self.sets, clock, k, |e| {
                     e.value.add(member, *ts);
                     e.value.trim(*keep_after, *max_len);
                     e.deadline = reset(clock, *ttl_s);
                     e.value.by_order.is_empty()
                 });
                 if emptied {
-                    self.sets.remove(&id(key));
+                    self.sets.remove(&k);
                 }
                 OpResult::Done
             }
-            Op::FirstSeen { key, member, ts, ttl_s } => write(&mut self.maps, clock, key, |e| {
-                // Set when new, extend when longer, never shorten: as `EXPIRE NX` + `EXPIRE GT`.
-                let extended = reset(clock, *ttl_s);
-                e.deadline = if e.value.is_empty() { extended } else { e.deadline.max(extended) };
-                let member = id(member);
-                match e.value.get(&member) {
-                    Some(t) => OpResult::Time(Some(*t)),
-                    None => {
-                        e.value.insert(member, *ts);
-                        OpResult::Time(None)
+            Op::FirstSeen { key, member, ts, ttl_s } => {
+                let (k, member) = (key.hash, member.id);
+                write(&mut self.maps, clock, k, |e| {
+                    // Set when new, extend when longer, never shorten: as `EXPIRE NX` + `EXPIRE GT`.
+                    let extended = reset(clock, *ttl_s);
+                    e.deadline = if e.value.is_empty() { extended } else { e.deadline.max(extended) };
+                    match e.value.get(&member) {
+                        Some(t) => OpResult::Time(Some(*t)),
+                        None => {
+                            e.value.insert(member, *ts);
+                            OpResult::Time(None)
+                        }
                     }
-                }
-            }),
-            Op::Lookup { key, member } => {
-                OpResult::Time(live(&self.maps, clock, key).and_then(|m| m.get(&id(member))).copied())
+                })
             }
-            Op::Swap { key, value, ttl_s } => write(&mut self.strings, clock, key, |e| {
-                e.deadline = reset(clock, *ttl_s);
-                OpResult::Value(e.value.replace(value.clone()))
-            }),
-            Op::Get { key } => OpResult::Value(live(&self.strings, clock, key).cloned().flatten()),
+            Op::Lookup { key, member } => {
+                let (k, member) = (key.hash, member.id);
+                OpResult::Time(live(&self.maps, clock, k).and_then(|m| m.get(&member)).copied())
+            }
+            Op::Swap { key, value, ttl_s } => {
+                let k = key.hash;
+                let value: Arc<str> = match (&value.body, value.prefix) {
+                    (Body::Shared(v), "") => v.clone(),
+                    (Body::Str(v), "") => Arc::from(*v),
+                    _ => Arc::from(whole(scratch, value)),
+                };
+                write(&mut self.strings, clock, k, |e| {
+                    e.deadline = reset(clock, *ttl_s);
+                    OpResult::Value(e.value.replace(value))
+                })
+            }
+            Op::Get { key } => OpResult::Value(live(&self.strings, clock, key.hash).cloned().flatten()),
         }
     }
 
@@ -327,59 +604,39 @@ impl MemoryHistory {
     }
 }
 
-/// Escapes an identifier taken from input before it becomes part of a key, so that no input can
-/// address another entity's keys (ids are always the last key component, `:` and `%` escaped).
+/// The Redis key of `family` for `id`. The id is escaped, so that no input can address
+/// another entity's keys (ids are always the last key component, `:` and `%` escaped).
 pub fn key(family: &str, id: &str) -> String {
-    let mut k = String::with_capacity(4 + family.len() + id.len());
-    key_with(&mut k, family, &KeyId::new(id));
-    k
-}
-
-/// An id escaped once for every key of an event that names it (a session's id is in six).
-pub struct KeyId<'a>(std::borrow::Cow<'a, str>);
-
-impl<'a> KeyId<'a> {
-    pub fn new(id: &'a str) -> KeyId<'a> {
-        // No early exit: a fold over the bytes vectorises; ids are short and nearly always plain
-        // (`0xC2` leads every C1 control).
-        let plain =
-            !id.bytes().fold(false, |bad, b| bad | (b == b':') | (b == b'%') | (b < 0x20) | (b == 0x7f) | (b == 0xc2));
-        if plain {
-            return KeyId(std::borrow::Cow::Borrowed(id));
-        }
-        let mut out = String::with_capacity(id.len() + 8);
-        for c in id.chars() {
-            match c {
-                ':' => out.push_str("%3A"),
-                '%' => out.push_str("%25"),
-                c if c.is_control() => out.push_str(&format!("%{:02X}", c as u32 & 0xff)),
-                c => out.push(c),
+    let mut k = String::with_capacity(4 + family.len() + id.len() + 8);
+    k.push_str("fd:");
+    k.push_str(family);
+    k.push(':');
+    for c in id.chars() {
+        match c {
+            ':' => k.push_str("%3A"),
+            '%' => k.push_str("%25"),
+            c if c.is_control() => {
+                let _ = write!(k, "%{:02X}", c as u32 & 0xff);
             }
+            c => k.push(c),
         }
-        KeyId(std::borrow::Cow::Owned(out))
     }
-}
-
-/// The key of `family` for an escaped `id`, written into `out` (cleared first): the planner
-/// reuses one buffer for every key of an event, and only the shared [`Key`] it makes from it
-/// allocates.
-pub fn key_with(out: &mut String, family: &str, id: &KeyId) {
-    out.clear();
-    out.push_str("fd:");
-    out.push_str(family);
-    out.push(':');
-    out.push_str(&id.0);
+    k
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn k(id: &str) -> Key<'_> {
+        Key::new("t", id)
+    }
+
     #[test]
     fn add_keeps_the_latest_time_per_member_and_trims_by_time_and_length() {
         let mut h = MemoryHistory::new();
-        let add = |m: &str, ts, keep_after, max_len| Op::Add {
-            key: "k".into(),
+        let add = |m: &'static str, ts, keep_after, max_len| Op::Add {
+            key: k("k"),
             member: m.into(),
             ts,
             keep_after,
@@ -390,30 +647,30 @@ mod tests {
         h.apply(&add("a", 5, 0, 10));
         h.apply(&add("b", 20, 0, 10));
         assert_eq!(
-            h.apply(&Op::Range { key: "k".into(), from: 0, to: 100 }).range(),
+            h.apply(&Op::Range { key: k("k"), from: 0, to: 100 }).range(),
             &[("a".into(), 10), ("b".into(), 20)]
         );
         h.apply(&add("c", 30, 15, 10));
-        assert_eq!(h.apply(&Op::Count { key: "k".into(), from: 0, to: 100 }).count(), 2);
+        assert_eq!(h.apply(&Op::Count { key: k("k"), from: 0.into(), to: 100 }).count(), 2);
         h.apply(&add("d", 40, 0, 2));
         assert_eq!(
-            h.apply(&Op::Range { key: "k".into(), from: 0, to: 100 }).range(),
+            h.apply(&Op::Range { key: k("k"), from: 0, to: 100 }).range(),
             &[("c".into(), 30), ("d".into(), 40)]
         );
-        assert_eq!(h.apply(&Op::Count { key: "k".into(), from: 31, to: 40 }).count(), 1);
+        assert_eq!(h.apply(&Op::Count { key: k("k"), from: 31.into(), to: 40 }).count(), 1);
     }
 
     #[test]
     fn first_seen_records_once_and_swap_returns_the_previous_value() {
         let mut h = MemoryHistory::new();
-        let fs = |ts| Op::FirstSeen { key: "m".into(), member: "x".into(), ts, ttl_s: 0 };
+        let fs = |ts| Op::FirstSeen { key: k("m"), member: "x".into(), ts, ttl_s: 0 };
         assert_eq!(h.apply(&fs(7)), OpResult::Time(None));
         assert_eq!(h.apply(&fs(9)), OpResult::Time(Some(7)));
-        assert_eq!(h.apply(&Op::Lookup { key: "m".into(), member: "x".into() }).time(), Some(7));
-        let sw = |v: &str| Op::Swap { key: "s".into(), value: v.into(), ttl_s: 0 };
+        assert_eq!(h.apply(&Op::Lookup { key: k("m"), member: "x".into() }).time(), Some(7));
+        let sw = |v: &'static str| Op::Swap { key: k("s"), value: v.into(), ttl_s: 0 };
         assert_eq!(h.apply(&sw("1")).value(), None);
         assert_eq!(h.apply(&sw("2")).value(), Some("1"));
-        assert_eq!(h.apply(&Op::Get { key: "s".into() }).value(), Some("2"));
+        assert_eq!(h.apply(&Op::Get { key: k("s") }).value(), Some("2"));
     }
 
     #[test]
@@ -421,8 +678,9 @@ mod tests {
         let mut h = MemoryHistory::expiring();
         let t0 = 1_000_000_000;
         h.advance_to(t0);
-        let add = |ts| Op::Add { key: "k".into(), member: format!("m{ts}"), ts, keep_after: 0, max_len: 10, ttl_s: 10 };
-        let count = Op::Count { key: "k".into(), from: 0, to: i64::MAX };
+        let add =
+            |ts| Op::Add { key: k("k"), member: format!("m{ts}").into(), ts, keep_after: 0, max_len: 10, ttl_s: 10 };
+        let count = Op::Count { key: k("k"), from: 0.into(), to: i64::MAX };
         h.apply(&add(t0));
         h.advance_to(t0 + 9_000);
         h.apply(&add(t0 + 9_000));
@@ -438,10 +696,10 @@ mod tests {
         h.advance_to(t0);
         assert_eq!(h.apply(&count).count(), 1);
 
-        let sw = |v: &str| Op::Swap { key: "s".into(), value: v.into(), ttl_s: 1 };
+        let sw = |v: &'static str| Op::Swap { key: k("s"), value: v.into(), ttl_s: 1 };
         assert_eq!(h.apply(&sw("a")).value(), None);
         h.advance_to(t0 + 20_000);
-        assert_eq!(h.apply(&Op::Get { key: "s".into() }).value(), None);
+        assert_eq!(h.apply(&Op::Get { key: k("s") }).value(), None);
         assert_eq!(h.apply(&sw("b")).value(), None, "the expired value is not returned");
         assert_eq!(h.apply(&sw("c")).value(), Some("b"));
     }
@@ -449,8 +707,8 @@ mod tests {
     #[test]
     fn first_seen_only_ever_extends_an_expiring_keys_deadline() {
         let mut h = MemoryHistory::expiring();
-        let fs = |member: &str, ts, ttl_s| Op::FirstSeen { key: "u".into(), member: member.into(), ts, ttl_s };
-        let lookup = Op::Lookup { key: "u".into(), member: "real".into() };
+        let fs = |member: &'static str, ts, ttl_s| Op::FirstSeen { key: k("u"), member: member.into(), ts, ttl_s };
+        let lookup = Op::Lookup { key: k("u"), member: "real".into() };
         h.advance_to(0);
         h.apply(&fs("real", 0, 100));
         // A short-lived write (an unproven attempt) does not shorten the customer's history.
@@ -468,9 +726,26 @@ mod tests {
     #[test]
     fn a_history_without_expiry_ignores_ttls() {
         let mut h = MemoryHistory::new();
-        h.apply(&Op::Swap { key: "s".into(), value: "a".into(), ttl_s: 1 });
+        h.apply(&Op::Swap { key: k("s"), value: "a".into(), ttl_s: 1 });
         h.advance_to(i64::MAX / 2);
-        assert_eq!(h.apply(&Op::Get { key: "s".into() }).value(), Some("a"));
+        assert_eq!(h.apply(&Op::Get { key: k("s") }).value(), Some("a"));
+    }
+
+    #[test]
+    fn texts_and_keys_render_as_redis_sees_them() {
+        let v4: IpAddr = "10.20.3.4".parse().unwrap();
+        let v6: IpAddr = "2001:db8:a:b:1:2:3:4".parse().unwrap();
+        assert_eq!(Text::addr(v4).to_string(), "10.20.3.4");
+        assert_eq!(Text::addr(v6).to_string(), v6.to_string());
+        assert_eq!(Text::subnet(v4).to_string(), "10.20.3.0/24");
+        assert_eq!(Text::subnet(v6).to_string(), "2001:db8:a:b::/64");
+        for o in [0u8, 7, 10, 99, 100, 255] {
+            let ip = IpAddr::from([o, o, o, o]);
+            assert_eq!(Text::addr(ip).to_string(), ip.to_string());
+        }
+        assert_eq!(Text::from("abc").prefixed("d:").to_string(), "d:abc");
+        assert_eq!(Key::new("u:fl", "a:b%").to_string(), key("u:fl", "a:b%"));
+        assert_eq!(Key::new("ip:fl", Text::addr(v4)).to_string(), "fd:ip:fl:10.20.3.4");
     }
 
     #[test]
