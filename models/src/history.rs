@@ -196,9 +196,9 @@ fn push_subnet(out: &mut StackStr, ip: &IpAddr) {
 /// keys).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key<'a> {
-    pub family: &'static str,
-    pub id: Text<'a>,
-    /// Its [`Id`]: see [`Key::new`].
+    family: &'static str,
+    id: Text<'a>,
+    /// Its [`Id`], taken from the two above (which is why none of them can be changed).
     hash: Id,
 }
 
