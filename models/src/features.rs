@@ -254,6 +254,11 @@ fn slot(op: usize, window: usize) -> usize {
     op << 2 | window
 }
 
+/// The op's index and the window of a [`slot`].
+fn unslot(slot: usize) -> (usize, usize) {
+    (slot >> 2, slot & 3)
+}
+
 impl<'a> Planner<'a> {
     fn read(&mut self, op: Op<'a>) -> usize {
         self.ops.push(op);
@@ -272,12 +277,9 @@ impl<'a> Planner<'a> {
         windows: [i64; N],
         record: Option<&Text<'a>>,
     ) -> [usize; N] {
-        let at = self.read(Op::Count { key: key.clone(), from: Starts::new(&windows.map(|w| ts - w)), to: ts });
-        let mut window = 0;
-        let slots = [(); N].map(|_| {
-            window += 1;
-            at | (window - 1)
-        });
+        let (op, _) =
+            unslot(self.read(Op::Count { key: key.clone(), from: Starts::new(&windows.map(|w| ts - w)), to: ts }));
+        let slots = std::array::from_fn(|window| slot(op, window));
         if let Some(member) = record {
             let longest = windows.iter().copied().max().unwrap_or(DAY_MS);
             self.write(add(key, member.clone(), ts, longest, MAX_SET, 2 * DAY_S));
@@ -293,7 +295,7 @@ fn add<'a>(key: Key<'a>, member: Text<'a>, ts: i64, window: i64, max_len: usize,
 /// Lists the history reads and writes for `ev`.
 pub fn plan<'e>(ev: &'e ClickEvent) -> Plan<'e> {
     let ts = ev.ts;
-    let mut p = Planner { ops: Vec::with_capacity(48), writes: Vec::with_capacity(12) };
+    let mut p = Planner { ops: Vec::with_capacity(32), writes: Vec::with_capacity(12) };
     let is_login = ev.is(kind::LOGIN);
     let login_ok = is_login && ev.succeeded();
     let login_failed = is_login && ev.failed();
@@ -507,10 +509,13 @@ thread_local! {
 pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVector {
     let s = &plan.slots;
     let ts = ev.ts;
-    // Slots name an op's result and, for a count, its window (see `slot`).
-    let r = |i: usize| &results[i >> 2];
-    let ro = |i: Option<usize>| i.map(|i| &results[i >> 2]);
-    let n = |i: usize| results[i >> 2].count_at(i & 3) as f64;
+    // Slots name an op's result and, for a count, its window.
+    let r = |i: usize| &results[unslot(i).0];
+    let ro = |i: Option<usize>| i.map(r);
+    let n = |i: usize| {
+        let (op, window) = unslot(i);
+        results[op].count_at(window) as f64
+    };
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     let is_new = |i: Option<usize>| flag(matches!(ro(i), Some(OpResult::Time(None))));
     let count = |i: Option<usize>| i.map(n).unwrap_or(0.0);

@@ -77,7 +77,7 @@ impl<'a> Text<'a> {
     }
 
     /// Appends the whole text to `out`.
-    pub fn render(&self, out: &mut String) {
+    fn render(&self, out: &mut String) {
         out.push_str(self.prefix);
         out.push_str(self.body());
     }
@@ -218,10 +218,7 @@ impl<'a> Key<'a> {
 
 impl fmt::Display for Key<'_> {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        match self.id.as_plain() {
-            Some(id) => f.write_str(&key(self.family, id)),
-            None => f.write_str(&key(self.family, &self.id.to_string())),
-        }
+        write_key(f, self.family, &[self.id.prefix, self.id.body()])
     }
 }
 
@@ -399,6 +396,16 @@ impl SortedSet {
         lo..hi.max(lo)
     }
 
+    /// Number of entries with a score in `[from, to]` for each start (the window end found once).
+    fn counts(&self, from: &Starts, to: i64) -> [u64; MAX_WINDOWS] {
+        let hi = self.by_order.partition_point(|(s, _)| *s <= to);
+        let mut n = [0; MAX_WINDOWS];
+        for (n, from) in n.iter_mut().zip(from.as_slice()) {
+            *n = hi.saturating_sub(self.by_order.partition_point(|(s, _)| *s < *from)) as u64;
+        }
+        n
+    }
+
     fn add(&mut self, member: &str, ts: i64) {
         let member: Arc<str> = match self.score.get_key_value(member) {
             Some((_, old)) if *old >= ts => return,
@@ -526,14 +533,7 @@ impl MemoryHistory {
         let scratch = &mut self.scratch;
         match op {
             Op::Count { key, from, to } => {
-                let mut n = [0; MAX_WINDOWS];
-                if let Some(set) = live(&self.sets, clock, key.hash) {
-                    let hi = set.by_order.partition_point(|(s, _)| *s <= *to);
-                    for (n, from) in n.iter_mut().zip(from.as_slice()) {
-                        *n = hi.saturating_sub(set.by_order.partition_point(|(s, _)| *s < *from)) as u64;
-                    }
-                }
-                OpResult::Count(n)
+                OpResult::Count(live(&self.sets, clock, key.hash).map_or([0; MAX_WINDOWS], |s| s.counts(from, *to)))
             }
             Op::Range { key, from, to } => OpResult::Range(
                 live(&self.sets, clock, key.hash)
@@ -607,21 +607,33 @@ impl MemoryHistory {
 /// The Redis key of `family` for `id`. The id is escaped, so that no input can address
 /// another entity's keys (ids are always the last key component, `:` and `%` escaped).
 pub fn key(family: &str, id: &str) -> String {
-    let mut k = String::with_capacity(4 + family.len() + id.len() + 8);
-    k.push_str("fd:");
-    k.push_str(family);
-    k.push(':');
-    for c in id.chars() {
-        match c {
-            ':' => k.push_str("%3A"),
-            '%' => k.push_str("%25"),
-            c if c.is_control() => {
-                let _ = write!(k, "%{:02X}", c as u32 & 0xff);
+    let mut k = String::with_capacity(4 + family.len() + id.len());
+    let _ = write_key(&mut k, family, &[id]);
+    k
+}
+
+/// Writes the key of `family` for the id made of `parts` (escaping is per character, so parts
+/// escape as their whole does).
+fn write_key(out: &mut impl fmt::Write, family: &str, parts: &[&str]) -> fmt::Result {
+    out.write_str("fd:")?;
+    out.write_str(family)?;
+    out.write_char(':')?;
+    for part in parts {
+        // Byte scan first: ids are nearly always plain, and `0xC2` leads every C1 control.
+        if !part.bytes().any(|b| b == b':' || b == b'%' || b < 0x20 || b == 0x7f || b == 0xc2) {
+            out.write_str(part)?;
+            continue;
+        }
+        for c in part.chars() {
+            match c {
+                ':' => out.write_str("%3A")?,
+                '%' => out.write_str("%25")?,
+                c if c.is_control() => write!(out, "%{:02X}", c as u32 & 0xff)?,
+                c => out.write_char(c)?,
             }
-            c => k.push(c),
         }
     }
-    k
+    Ok(())
 }
 
 #[cfg(test)]
