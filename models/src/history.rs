@@ -330,8 +330,6 @@ impl OpResult {
     }
 }
 
-type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
 /// A key or member as its 128-bit XXH3 hash: replay holds millions of keys and looks up ~25 per
 /// event, and hashing, comparing and storing their text was a third of replay time. Two distinct
 /// texts share a hash with probability about 2⁻¹²⁸ per pair, far below any lake's worth of keys
@@ -376,57 +374,89 @@ impl std::hash::Hasher for IdHasher {
 }
 
 /// A sorted set as a time-ordered deque: replay adds mostly at the back and trims at the front,
-/// and a window count is two binary searches (Redis `ZCOUNT` is logarithmic too).
+/// and a window count is two binary searches (Redis `ZCOUNT` is logarithmic too). Most sets
+/// are small (a session's events, an address's users), where a scan for a member beats a hash
+/// table and its allocation; an index of members' scores is built once a set grows past
+/// [`INDEX_ABOVE`].
 #[derive(Debug, Default, Clone)]
 struct SortedSet {
-    by_order: VecDeque<(i64, Arc<str>)>,
-    score: Map<Arc<str>, i64>,
+    by_order: VecDeque<Entry>,
+    index: Option<IdMap<i64>>,
 }
+
+#[derive(Debug, Clone)]
+struct Entry {
+    score: i64,
+    member: Arc<str>,
+    /// The member's [`Id`], which the scan and the index compare.
+    id: Id,
+}
+
+/// Size above which a set indexes its members' scores.
+const INDEX_ABOVE: usize = 16;
 
 impl SortedSet {
     /// Index of the first entry at or after `(ts, member)` in `(score, member)` order.
     fn position(&self, ts: i64, member: &str) -> usize {
-        self.by_order.partition_point(|(s, m)| (*s, &**m) < (ts, member))
+        self.by_order.partition_point(|e| (e.score, &*e.member) < (ts, member))
     }
 
     /// Index range of entries with a score in `[from, to]`.
     fn window(&self, from: i64, to: i64) -> std::ops::Range<usize> {
-        let lo = self.by_order.partition_point(|(s, _)| *s < from);
-        let hi = self.by_order.partition_point(|(s, _)| *s <= to);
+        let lo = self.by_order.partition_point(|e| e.score < from);
+        let hi = self.by_order.partition_point(|e| e.score <= to);
         lo..hi.max(lo)
     }
 
     /// Number of entries with a score in `[from, to]` for each start (the window end found once).
     fn counts(&self, from: &Starts, to: i64) -> [u64; MAX_WINDOWS] {
-        let hi = self.by_order.partition_point(|(s, _)| *s <= to);
+        let hi = self.by_order.partition_point(|e| e.score <= to);
         let mut n = [0; MAX_WINDOWS];
         for (n, from) in n.iter_mut().zip(from.as_slice()) {
-            *n = hi.saturating_sub(self.by_order.partition_point(|(s, _)| *s < *from)) as u64;
+            *n = hi.saturating_sub(self.by_order.partition_point(|e| e.score < *from)) as u64;
         }
         n
     }
 
-    fn add(&mut self, member: &str, ts: i64) {
-        let member: Arc<str> = match self.score.get_key_value(member) {
-            Some((_, old)) if *old >= ts => return,
-            Some((m, old)) => {
-                let (m, old) = (m.clone(), *old);
-                let at = self.position(old, &m);
-                self.by_order.remove(at);
-                m
+    fn score(&self, id: Id) -> Option<i64> {
+        match &self.index {
+            Some(index) => index.get(&id).copied(),
+            // Newest first: a member added again is usually a recent one.
+            None => self.by_order.iter().rev().find(|e| e.id == id).map(|e| e.score),
+        }
+    }
+
+    fn add(&mut self, member: &str, id: Id, ts: i64) {
+        let member: Arc<str> = match self.score(id) {
+            Some(old) if old >= ts => return,
+            Some(old) => {
+                let at = self.position(old, member);
+                match self.by_order.remove(at) {
+                    Some(e) => e.member,
+                    None => Arc::from(member),
+                }
             }
             None => Arc::from(member),
         };
         let at = self.position(ts, &member);
-        self.by_order.insert(at, (ts, member.clone()));
-        self.score.insert(member, ts);
+        self.by_order.insert(at, Entry { score: ts, member, id });
+        match &mut self.index {
+            Some(index) => {
+                index.insert(id, ts);
+            }
+            None if self.by_order.len() > INDEX_ABOVE => {
+                self.index = Some(self.by_order.iter().map(|e| (e.id, e.score)).collect());
+            }
+            None => {}
+        }
     }
 
     fn trim(&mut self, keep_after: i64, max_len: usize) {
-        while let Some((sc, _)) = self.by_order.front() {
-            if *sc < keep_after || self.by_order.len() > max_len {
-                if let Some((_, m)) = self.by_order.pop_front() {
-                    self.score.remove(&m);
+        while let Some(e) = self.by_order.front() {
+            if e.score < keep_after || self.by_order.len() > max_len {
+                let dropped = self.by_order.pop_front();
+                if let (Some(e), Some(index)) = (dropped, &mut self.index) {
+                    index.remove(&e.id);
                 }
             } else {
                 break;
@@ -537,19 +567,19 @@ impl MemoryHistory {
             }
             Op::Range { key, from, to } => OpResult::Range(
                 live(&self.sets, clock, key.hash)
-                    .map(|s| s.by_order.range(s.window(*from, *to)).map(|(sc, m)| (m.clone(), *sc)).collect())
+                    .map(|s| s.by_order.range(s.window(*from, *to)).map(|e| (e.member.clone(), e.score)).collect())
                     .unwrap_or_default(),
             ),
             Op::Times { key, from, to } => OpResult::Times(
                 live(&self.sets, clock, key.hash)
-                    .map(|s| s.by_order.range(s.window(*from, *to)).map(|(sc, _)| *sc).collect())
+                    .map(|s| s.by_order.range(s.window(*from, *to)).map(|e| e.score).collect())
                     .unwrap_or_default(),
             ),
             Op::Add { key, member, ts, keep_after, max_len, ttl_s } => {
                 let k = key.hash;
-                let member = whole(scratch, member);
+                let (member, id) = (whole(scratch, member), member.id);
                 let emptied = write(&mut self.sets, clock, k, |e| {
-                    e.value.add(member, *ts);
+                    e.value.add(member, id, *ts);
                     e.value.trim(*keep_after, *max_len);
                     e.deadline = reset(clock, *ttl_s);
                     e.value.by_order.is_empty()
@@ -670,6 +700,37 @@ mod tests {
             &[("c".into(), 30), ("d".into(), 40)]
         );
         assert_eq!(h.apply(&Op::Count { key: k("k"), from: 31.into(), to: 40 }).count(), 1);
+    }
+
+    #[test]
+    fn a_set_grown_past_its_index_threshold_agrees_with_a_plain_model_of_add_and_trim() {
+        // Members come back earlier, later and at equal times, and trims cut by time and length,
+        // while the set passes INDEX_ABOVE both ways; a sorted list is the model.
+        let mut h = MemoryHistory::new();
+        let mut model: Vec<(i64, String)> = Vec::new();
+        for i in 0..400_i64 {
+            let member = format!("m{}", (i * 7) % 53);
+            let ts = 1000 + (i % 17) * 10 + i / 40;
+            let keep_after = if i % 97 == 96 { ts - 60 } else { 0 };
+            let max_len = if i % 61 == 60 { 5 } else { 40 };
+            h.apply(&Op::Add { key: k("k"), member: member.clone().into(), ts, keep_after, max_len, ttl_s: 0 });
+            match model.iter().position(|(_, m)| *m == member) {
+                Some(at) if model[at].0 >= ts => {}
+                Some(at) => model[at].0 = ts,
+                None => model.push((ts, member)),
+            }
+            model.sort();
+            while model.first().is_some_and(|(t, _)| *t < keep_after) || model.len() > max_len {
+                model.remove(0);
+            }
+            let want: Vec<(Arc<str>, i64)> = model.iter().map(|(t, m)| (m.as_str().into(), *t)).collect();
+            assert_eq!(
+                h.apply(&Op::Range { key: k("k"), from: i64::MIN, to: i64::MAX }).range(),
+                want,
+                "after add {i}"
+            );
+        }
+        assert!(model.len() > INDEX_ABOVE, "the set ends indexed");
     }
 
     #[test]
