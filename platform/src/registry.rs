@@ -77,10 +77,16 @@ pub fn promote(registry: &Path, version: &str) -> anyhow::Result<()> {
     write_atomic(&registry.join(CURRENT), format!("{version}\n").as_bytes())
 }
 
+/// Writes beside, syncs, renames into place and syncs the directory: a reader never sees a
+/// torn file, and a promotion that returned survives a crash (the rename is durable only once
+/// the directory is). The lake's local store writes its files the same way (`lake::store`);
+/// the two stay apart because neither crate should depend on the other.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).with_context(|| format!("syncing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing {}", dir.display()))?;
     Ok(())
 }
