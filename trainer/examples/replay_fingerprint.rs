@@ -1,0 +1,54 @@
+//! Replays the `feature_replay` benchmark's stream (3 days, 3000 customers) and prints a
+//! fingerprint of every feature vector and the best pass's throughput. A change meant only to
+//! make replay faster must leave the fingerprint as it was; alternate the old and new binaries
+//! a few times to compare speed on a noisy machine.
+//!
+//! `cargo run --release -p trainer --example replay_fingerprint -- [PASSES] [DAYS] [CUSTOMERS]`
+
+use fixtures::sim::{SimConfig, World};
+use models::features::replay_one;
+use models::history::MemoryHistory;
+use std::time::Instant;
+
+// The allocator the trainer binary uses.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const DAY_MS: i64 = 86_400_000;
+/// The benchmark's start: a day boundary.
+const START: i64 = 1_780_000_000_000 - 1_780_000_000_000 % DAY_MS;
+
+fn arg<T: std::str::FromStr>(n: usize, default: T) -> T {
+    match std::env::args().nth(n) {
+        None => default,
+        Some(a) => a.parse().unwrap_or_else(|_| {
+            eprintln!("usage: replay_fingerprint [PASSES] [DAYS] [CUSTOMERS] (whole numbers; got {a:?})");
+            std::process::exit(2)
+        }),
+    }
+}
+
+fn main() {
+    let (passes, days, customers) = (arg(1, 10_usize).max(1), arg(2, 3_i64), arg(3, 3000_usize));
+    let world = World::new(SimConfig { customers, ..SimConfig::default() });
+    let events = world.simulate(START, START + days * DAY_MS, None).events;
+    let mut fingerprint = 0;
+    let mut best = f64::MAX;
+    for _ in 0..passes {
+        let started = Instant::now();
+        let mut history = MemoryHistory::expiring();
+        // FNV-1a over the bits of every feature of every event, in order.
+        fingerprint = 0xcbf2_9ce4_8422_2325_u64;
+        for e in &events {
+            for x in replay_one(&mut history, e).0.iter() {
+                fingerprint = (fingerprint ^ x.to_bits()).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    println!(
+        "{} events, fingerprint {fingerprint:016x}, best of {passes} passes {:.0} k events/s",
+        events.len(),
+        events.len() as f64 / best / 1e3
+    );
+}
