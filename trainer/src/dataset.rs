@@ -147,17 +147,10 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
     let labels = lake.read_labels()?;
     let mut history = MemoryHistory::expiring();
     let mut ds = Dataset { first_ts: i64::MAX, last_ts: i64::MIN, train_sample_rate: 1.0, ..Dataset::default() };
-    // The cut-off defaults to the newest event, found in the newest partition, which is then
-    // kept for its turn in the replay rather than read twice.
-    let mut newest = None;
+    // The cut-off defaults to the newest event, found in the newest partition.
     ds.cutoff = match (opts.cutoff, parts.last()) {
         (Some(c), _) => c,
-        (None, Some((_, files))) => {
-            let read = lake.read_events(files)?;
-            let cutoff = read.0.last().map_or(0, |e| e.ts);
-            newest = Some(read);
-            cutoff
-        }
+        (None, Some((_, files))) => lake.read_events(files)?.0.last().map(|e| e.ts).unwrap_or(0),
         (None, None) => 0,
     };
     let (truth, used, late) = Truth::known_at(&labels, ds.cutoff);
@@ -169,13 +162,9 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
         Vec::new()
     };
     // Date partitions hold disjoint, ordered days: replaying them one at a time in date order is
-    // replaying the whole lake in event-time order, with one day in memory (two while the newest
-    // is held for its turn).
-    for (i, (date, files)) in parts.iter().enumerate() {
-        let (events, rejected) = match newest.take_if(|_| i + 1 == parts.len()) {
-            Some(read) => read,
-            None => lake.read_events(files)?,
-        };
+    // replaying the whole lake in event-time order, with one day in memory.
+    for (date, files) in &parts {
+        let (events, rejected) = lake.read_events(files)?;
         ds.events_rejected += rejected;
         ds.events_read += events.len();
         progress(date, events.len());
