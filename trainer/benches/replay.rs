@@ -4,7 +4,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fixtures::sim::{SimConfig, World};
-use models::features::replay_one;
+use models::features::{DAY_MS, replay_one};
 use models::history::MemoryHistory;
 use std::hint::black_box;
 use std::sync::OnceLock;
@@ -13,7 +13,6 @@ use std::sync::OnceLock;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const DAY_MS: i64 = 86_400_000;
 const START: i64 = 1_780_000_000_000 - 1_780_000_000_000 % DAY_MS;
 
 fn replay(c: &mut Criterion) {

@@ -6,7 +6,7 @@
 //! `cargo run --release -p trainer --example replay_fingerprint -- [PASSES] [DAYS] [CUSTOMERS]`
 
 use fixtures::sim::{SimConfig, World};
-use models::features::replay_one;
+use models::features::{DAY_MS, replay_one};
 use models::history::MemoryHistory;
 use std::time::Instant;
 
@@ -14,7 +14,6 @@ use std::time::Instant;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const DAY_MS: i64 = 86_400_000;
 /// The benchmark's start: a day boundary.
 const START: i64 = 1_780_000_000_000 - 1_780_000_000_000 % DAY_MS;
 
