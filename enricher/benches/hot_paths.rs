@@ -8,7 +8,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use enricher::lists::{Entry, Snapshot};
 use enricher::weblog::{LogFormat, Routes, parse_line};
 use models::ClickEvent;
-use models::features::{compute, plan};
+use models::features::{Texts, compute, plan};
 use models::history::{MemoryHistory, OpResult};
 use models::verdict::{Action, Reason, Verdict};
 use std::hint::black_box;
@@ -83,11 +83,13 @@ fn features(c: &mut Criterion) {
     // Ten thousand events in order, with the history each one fetched (as Redis would answer).
     let evs = events(10_000);
     let mut h = MemoryHistory::new();
+    let texts: Vec<Texts> = evs.iter().map(Texts::of).collect();
     let fetched: Vec<(models::features::Plan, Vec<OpResult>)> = evs
         .iter()
-        .map(|e| {
-            let p = plan(e);
-            let r = p.ops.iter().map(|op| h.apply(op)).collect();
+        .zip(&texts)
+        .map(|(e, t)| {
+            let p = plan(e, t);
+            let r = p.ops().map(|op| h.apply(op)).collect();
             (p, r)
         })
         .collect();
@@ -96,7 +98,8 @@ fn features(c: &mut Criterion) {
     g.bench_function("plan_history_ops", |b| {
         b.iter(|| {
             for e in &evs {
-                black_box(plan(e));
+                let texts = Texts::of(e);
+                black_box(plan(e, &texts));
             }
         })
     });

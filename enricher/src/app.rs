@@ -150,10 +150,11 @@ impl<S: HistoryStore> Processor for Enricher<S> {
                 }
             }
         }
-        let mut plans: Vec<_> = decoded.iter().map(|(_, ev)| features::plan(ev)).collect();
-        // Move the ops into one batch (compute needs only each plan's slots and op count).
-        let lens: Vec<usize> = plans.iter().map(|p| p.ops.len()).collect();
-        let ops: Vec<_> = plans.iter_mut().flat_map(|p| std::mem::take(&mut p.ops)).collect();
+        let texts: Vec<_> = decoded.iter().map(|(_, ev)| features::Texts::of(ev)).collect();
+        let plans: Vec<_> = decoded.iter().zip(&texts).map(|((_, ev), t)| features::plan(ev, t)).collect();
+        // All ops in one batch, each plan's in its order.
+        let lens: Vec<usize> = plans.iter().map(|p| p.len()).collect();
+        let ops: Vec<_> = plans.iter().flat_map(|p| p.ops().copied()).collect();
         let (results, history_unavailable) = match self.metrics.redis.time("history", self.store.execute(&ops)).await {
             Ok(r) => (r, false),
             Err(e) if self.redis_policy == RedisPolicy::Degrade => {

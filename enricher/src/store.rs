@@ -1,6 +1,6 @@
 //! History stores: execute a micro-batch of [`Op`]s in order and return one result per op.
 
-use models::history::{Key, MemoryHistory, Op, OpResult, Starts, Text};
+use models::history::{Key, MemoryHistory, Op, OpResult, Starts, Text, write_addr};
 use redis::Value;
 use redis::aio::ConnectionManager;
 use std::future::Future;
@@ -190,8 +190,13 @@ pub mod contract_tests {
     pub async fn run<S: HistoryStore>(store: &S, ns: &str) {
         // A batch with nothing to do is answered, not refused.
         assert_eq!(store.execute(&[]).await.unwrap(), Vec::<OpResult>::new());
-        let k = |s: &str| Key::new("ct", format!("{ns}:{s}"));
-        let addr = |s: &str| Text::addr(s.parse().expect("an address"));
+        // Ids and addresses live as long as the test (ops borrow their text).
+        let k = |s: &str| Key::new("ct", &*format!("{ns}:{s}").leak());
+        let addr = |s: &str| {
+            let mut text = String::new();
+            write_addr(&mut text, s.parse().expect("an address"));
+            Text::from(&*text.leak())
+        };
         // A family of this run's own, for a key whose id is an address (families are static
         // names; leaking one per run is fine in a test).
         let family: &'static str = Box::leak(format!("ct:{ns}").into_boxed_str());

@@ -8,11 +8,10 @@
 
 use crate::ClickEvent;
 use crate::event::kind;
-use crate::history::{Key, Op, OpResult, Starts, Text};
+use crate::history::{Key, MemoryHistory, Op, OpResult, Starts, Text, write_addr, write_subnet};
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::net::IpAddr;
 
 pub const MINUTE_MS: i64 = 60_000;
 pub const HOUR_MS: i64 = 3_600_000;
@@ -235,12 +234,31 @@ struct Slots {
     session_fails: usize,
 }
 
-/// The history operations for one event, in execution order, and where their results land.
-/// The ops borrow the event's text.
+/// The history operations for one event and where their results land: reads, then writes
+/// ([`Plan::ops`] is the execution order). The ops borrow the event's text.
 #[derive(Debug, Clone)]
 pub struct Plan<'a> {
-    pub ops: Vec<Op<'a>>,
+    reads: Vec<Op<'a>>,
+    /// Only change the history; their results are never read.
+    writes: Vec<Op<'a>>,
     slots: Slots,
+    texts: &'a Texts,
+}
+
+impl<'a> Plan<'a> {
+    /// Every op, in execution order.
+    pub fn ops(&self) -> impl Iterator<Item = &Op<'a>> {
+        self.reads.iter().chain(&self.writes)
+    }
+
+    /// Number of ops.
+    pub fn len(&self) -> usize {
+        self.reads.len() + self.writes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 struct Planner<'a> {
@@ -275,14 +293,13 @@ impl<'a> Planner<'a> {
         key: Key<'a>,
         ts: i64,
         windows: [i64; N],
-        record: Option<&Text<'a>>,
+        record: Option<Text<'a>>,
     ) -> [usize; N] {
-        let (op, _) =
-            unslot(self.read(Op::Count { key: key.clone(), from: Starts::new(&windows.map(|w| ts - w)), to: ts }));
+        let (op, _) = unslot(self.read(Op::Count { key, from: Starts::new(&windows.map(|w| ts - w)), to: ts }));
         let slots = std::array::from_fn(|window| slot(op, window));
         if let Some(member) = record {
             let longest = windows.iter().copied().max().unwrap_or(DAY_MS);
-            self.write(add(key, member.clone(), ts, longest, MAX_SET, 2 * DAY_S));
+            self.write(add(key, member, ts, longest, MAX_SET, 2 * DAY_S));
         }
         slots
     }
@@ -292,10 +309,51 @@ fn add<'a>(key: Key<'a>, member: Text<'a>, ts: i64, window: i64, max_len: usize,
     Op::Add { key, member, ts, keep_after: ts - window, max_len, ttl_s }
 }
 
-/// Lists the history reads and writes for `ev`.
-pub fn plan<'e>(ev: &'e ClickEvent) -> Plan<'e> {
+/// What a plan names that the event does not hold as text: its address and network, and the
+/// values a transfer or a successful login stores. Made once per event; its plan borrows it.
+#[derive(Debug, Default)]
+pub struct Texts {
+    ip: String,
+    net: String,
+    /// `event_id|amount`: a transfer in the user's 24-hour set (members are unique per event).
+    transfer: String,
+    /// `country|ts`: the user's last successful login.
+    last_login: String,
+}
+
+impl Texts {
+    pub fn of(ev: &ClickEvent) -> Self {
+        let mut texts = Texts::default();
+        texts.fill(ev);
+        texts
+    }
+
+    /// Renders `ev`'s texts into this one's buffers (replay reuses one for every event).
+    pub fn fill(&mut self, ev: &ClickEvent) {
+        use std::fmt::Write as _;
+        for s in [&mut self.ip, &mut self.net, &mut self.transfer, &mut self.last_login] {
+            s.clear();
+        }
+        write_addr(&mut self.ip, ev.ip);
+        write_subnet(&mut self.net, ev.ip);
+        if ev.is(kind::TRANSFER) {
+            let _ = write!(self.transfer, "{}|{}", ev.event_id, ev.amount.unwrap_or(0.0));
+        }
+        if ev.is(kind::LOGIN) && ev.succeeded() {
+            let _ = write!(self.last_login, "{}|{}", ev.country.as_deref().unwrap_or(""), ev.ts);
+        }
+    }
+}
+
+/// Lists the history reads and writes for `ev`, whose [`Texts`] are `texts`.
+pub fn plan<'e>(ev: &'e ClickEvent, texts: &'e Texts) -> Plan<'e> {
+    plan_in(ev, texts, Vec::with_capacity(32), Vec::with_capacity(16))
+}
+
+/// [`plan`] into the given (empty) buffers for reads and writes.
+fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: Vec<Op<'e>>) -> Plan<'e> {
     let ts = ev.ts;
-    let mut p = Planner { ops: Vec::with_capacity(32), writes: Vec::with_capacity(12) };
+    let mut p = Planner { ops, writes };
     let is_login = ev.is(kind::LOGIN);
     let login_ok = is_login && ev.succeeded();
     let login_failed = is_login && ev.failed();
@@ -305,26 +363,28 @@ pub fn plan<'e>(ev: &'e ClickEvent) -> Plan<'e> {
     let payee = ev.payee_id.as_deref().filter(|_| ev.is(kind::TRANSFER) || ev.is(kind::ADD_PAYEE));
 
     // Session.
-    let session_key = Key::new("s:ev", sid.clone());
-    let session_range = p.read(Op::Times { key: session_key.clone(), from: ts - DAY_MS, to: ts });
-    p.write(add(session_key, id.clone(), ts, DAY_MS, MAX_SESSION_EVENTS, DAY_S));
-    let (ip, net) = (Text::addr(ev.ip), Text::subnet(ev.ip));
-    let session_ip = p.read(Op::Swap { key: Key::new("s:ip", sid.clone()), value: ip.clone(), ttl_s: DAY_S });
-    let session_device = ev
-        .device_id
-        .as_deref()
-        .map(|d| p.read(Op::Swap { key: Key::new("s:dv", sid.clone()), value: d.into(), ttl_s: DAY_S }));
-    let session_marks = Key::new("s:fs", sid.clone());
-    let mark = |p: &mut Planner<'e>, member: &'static str, now: bool| {
-        let (key, member) = (session_marks.clone(), Text::from(member));
+    let session_key = Key::new("s:ev", sid);
+    let session_range = p.read(Op::Times { key: session_key, from: ts - DAY_MS, to: ts });
+    p.write(add(session_key, id, ts, DAY_MS, MAX_SESSION_EVENTS, DAY_S));
+    let (ip, net) = (Text::from(&texts.ip), Text::from(&texts.net));
+    let session_ip = p.read(Op::Swap { key: Key::new("s:ip", sid), value: ip, ttl_s: DAY_S });
+    let session_device =
+        ev.device_id.as_deref().map(|d| p.read(Op::Swap { key: Key::new("s:dv", sid), value: d.into(), ttl_s: DAY_S }));
+    let session_marks = Key::new("s:fs", sid);
+    let mark = |p: &mut Planner<'e>, member: Text<'static>, now: bool| {
+        let key = session_marks;
         if now { p.read(Op::FirstSeen { key, member, ts, ttl_s: DAY_S }) } else { p.read(Op::Lookup { key, member }) }
     };
-    let session_login = mark(&mut p, "login", login_ok);
-    let session_reset = mark(&mut p, "reset", ev.is(kind::PASSWORD_RESET));
+    // What a session did, as members of its marks (fixed texts, hashed when compiled).
+    const LOGIN: Text<'static> = Text::fixed("login");
+    const RESET: Text<'static> = Text::fixed("reset");
+    const TERMS: Text<'static> = Text::fixed("terms");
+    let session_login = mark(&mut p, LOGIN, login_ok);
+    let session_reset = mark(&mut p, RESET, ev.is(kind::PASSWORD_RESET));
     let reads_terms = ev.is(kind::PAGE_VIEW) && ev.path.as_deref().is_some_and(is_terms_page);
-    let session_terms = mark(&mut p, "terms", reads_terms);
+    let session_terms = mark(&mut p, TERMS, reads_terms);
     let session_payee = payee.map(|payee| {
-        let (key, member) = (session_marks.clone(), Text::from(payee).prefixed("payee:"));
+        let (key, member) = (session_marks, Text::from(payee).prefixed("payee:"));
         if ev.is(kind::ADD_PAYEE) {
             p.read(Op::FirstSeen { key, member, ts, ttl_s: DAY_S })
         } else {
@@ -333,70 +393,66 @@ pub fn plan<'e>(ev: &'e ClickEvent) -> Plan<'e> {
     });
 
     // IP.
-    let id = &id;
     let [ip_fail_1m, ip_fail_1h, ip_fail_24h] =
-        p.counter(Key::new("ip:fl", ip.clone()), ts, [MINUTE_MS, HOUR_MS, DAY_MS], login_failed.then_some(id));
+        p.counter(Key::new("ip:fl", ip), ts, [MINUTE_MS, HOUR_MS, DAY_MS], login_failed.then_some(id));
     let [subnet_fail_1h, subnet_fail_24h] =
-        p.counter(Key::new("sn:fl", net.clone()), ts, [HOUR_MS, DAY_MS], login_failed.then_some(id));
-    let [ip_resets_1h] =
-        p.counter(Key::new("ip:pr", ip.clone()), ts, [HOUR_MS], ev.is(kind::PASSWORD_RESET).then_some(id));
+        p.counter(Key::new("sn:fl", net), ts, [HOUR_MS, DAY_MS], login_failed.then_some(id));
+    let [ip_resets_1h] = p.counter(Key::new("ip:pr", ip), ts, [HOUR_MS], ev.is(kind::PASSWORD_RESET).then_some(id));
     let [session_fails] = p.counter(Key::new("s:fl", sid), ts, [DAY_MS], login_failed.then_some(id));
-    let [ip_logins_1h] = p.counter(Key::new("ip:lg", ip.clone()), ts, [HOUR_MS], is_login.then_some(id));
-    let ip_users = Key::new("ip:du", ip.clone());
-    let ip_users_24h = p.read(Op::Count { key: ip_users.clone(), from: (ts - DAY_MS).into(), to: ts });
+    let [ip_logins_1h] = p.counter(Key::new("ip:lg", ip), ts, [HOUR_MS], is_login.then_some(id));
+    let ip_users = Key::new("ip:du", ip);
+    let ip_users_24h = p.read(Op::Count { key: ip_users, from: (ts - DAY_MS).into(), to: ts });
 
     // Device.
     let device = ev.device_id.as_deref().map(Text::from);
-    let device_users = device.clone().map(|d| Key::new("dv:du", d));
-    let device_users_24h =
-        device_users.clone().map(|key| p.read(Op::Count { key, from: (ts - DAY_MS).into(), to: ts }));
+    let device_users = device.map(|d| Key::new("dv:du", d));
+    let device_users_24h = device_users.map(|key| p.read(Op::Count { key, from: (ts - DAY_MS).into(), to: ts }));
     let device_fails =
-        device.clone().map(|d| p.counter(Key::new("dv:fl", d), ts, [HOUR_MS, DAY_MS], login_failed.then_some(id)));
+        device.map(|d| p.counter(Key::new("dv:fl", d), ts, [HOUR_MS, DAY_MS], login_failed.then_some(id)));
 
     // User.
     let mut s = Slots::default();
     if let Some(user) = ev.user_id.as_deref().map(Text::from) {
-        let seen = Key::new("u:seen", user.clone());
+        let seen = Key::new("u:seen", user);
         // Failed logins and resets do not prove the account exists; TTLs only ever grow, so
         // this never shortens a real customer's history.
         let unproven = (is_login && !login_ok) || ev.is(kind::PASSWORD_RESET);
         let user_ttl = if unproven { UNPROVEN_USER_TTL_S } else { USER_TTL_S };
-        let first_seen = |p: &mut Planner<'e>, member: Text<'e>| {
-            p.read(Op::FirstSeen { key: seen.clone(), member, ts, ttl_s: user_ttl })
-        };
-        s.user_known = Some(first_seen(&mut p, "*".into()));
+        let first_seen =
+            |p: &mut Planner<'e>, member: Text<'e>| p.read(Op::FirstSeen { key: seen, member, ts, ttl_s: user_ttl });
+        // The user as a whole: seen at all.
+        const ANY: Text<'static> = Text::fixed("*");
+        s.user_known = Some(first_seen(&mut p, ANY));
         s.user_device = device.map(|d| first_seen(&mut p, d.prefixed("d:")));
-        s.user_ip = Some(first_seen(&mut p, ip.clone().prefixed("i:")));
+        s.user_ip = Some(first_seen(&mut p, ip.prefixed("i:")));
         s.user_subnet = Some(first_seen(&mut p, net.prefixed("n:")));
         s.user_country = ev.country.as_deref().map(|c| first_seen(&mut p, Text::from(c).prefixed("c:")));
         s.user_payee = payee.map(|py| first_seen(&mut p, Text::from(py).prefixed("p:")));
 
-        let k = Key::new("u:fl", user.clone());
+        let k = Key::new("u:fl", user);
         let fails = p.counter(k, ts, [MINUTE_MS, HOUR_MS, DAY_MS], login_failed.then_some(id)).map(Some);
         [s.user_fail_1m, s.user_fail_1h, s.user_fail_24h] = fails;
-        let k = Key::new("u:ls", user.clone());
+        let k = Key::new("u:ls", user);
         [s.user_logins_1h, s.user_logins_24h] = p.counter(k, ts, [HOUR_MS, DAY_MS], login_ok.then_some(id)).map(Some);
-        let k = Key::new("u:pa", user.clone());
+        let k = Key::new("u:pa", user);
         let adds = p.counter(k, ts, [HOUR_MS, DAY_MS], ev.is(kind::ADD_PAYEE).then_some(id)).map(Some);
         [s.user_payee_adds_1h, s.user_payee_adds_24h] = adds;
-        let k = Key::new("u:pr", user.clone());
+        let k = Key::new("u:pr", user);
         let resets = p.counter(k, ts, [HOUR_MS, DAY_MS], ev.is(kind::PASSWORD_RESET).then_some(id)).map(Some);
         [s.user_resets_1h, s.user_resets_24h] = resets;
-        let transfers = Key::new("u:tx", user.clone());
-        s.user_transfers = Some(p.read(Op::Range { key: transfers.clone(), from: ts - DAY_MS, to: ts }));
+        let transfers = Key::new("u:tx", user);
+        s.user_transfers = Some(p.read(Op::Range { key: transfers, from: ts - DAY_MS, to: ts }));
         if ev.is(kind::TRANSFER) {
-            let member = format!("{}|{}", ev.event_id, ev.amount.unwrap_or(0.0));
-            p.write(add(transfers, member.into(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
+            p.write(add(transfers, Text::from(&texts.transfer), ts, DAY_MS, MAX_SET, 2 * DAY_S));
         }
-        let last_login = Key::new("u:ll", user.clone());
+        let last_login = Key::new("u:ll", user);
         s.last_login = Some(if login_ok {
-            let value = format!("{}|{}", ev.country.as_deref().unwrap_or(""), ts);
-            p.read(Op::Swap { key: last_login, value: value.into(), ttl_s: USER_TTL_S })
+            p.read(Op::Swap { key: last_login, value: Text::from(&texts.last_login), ttl_s: USER_TTL_S })
         } else {
             p.read(Op::Get { key: last_login })
         });
         if is_login {
-            p.write(add(ip_users, user.clone(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
+            p.write(add(ip_users, user, ts, DAY_MS, MAX_SET, 2 * DAY_S));
             if let Some(key) = device_users {
                 p.write(add(key, user, ts, DAY_MS, MAX_SET, 2 * DAY_S));
             }
@@ -406,7 +462,7 @@ pub fn plan<'e>(ev: &'e ClickEvent) -> Plan<'e> {
     // Payee fan-in (mules receive from many payers).
     if let Some(py) = payee.filter(|_| ev.is(kind::TRANSFER)) {
         let payers = Key::new("p:du", py);
-        s.payee_payers = Some(p.read(Op::Count { key: payers.clone(), from: (ts - DAY_MS).into(), to: ts }));
+        s.payee_payers = Some(p.read(Op::Count { key: payers, from: (ts - DAY_MS).into(), to: ts }));
         if let Some(user) = ev.user_id.as_deref() {
             p.write(add(payers, user.into(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
         }
@@ -432,9 +488,7 @@ pub fn plan<'e>(ev: &'e ClickEvent) -> Plan<'e> {
     s.ip_resets_1h = ip_resets_1h;
     s.session_fails = session_fails;
 
-    let mut ops = p.ops;
-    ops.extend(p.writes);
-    Plan { ops, slots: s }
+    Plan { reads: p.ops, writes: p.writes, slots: s, texts }
 }
 
 const AUTOMATION_MARKERS: &[&str] = &[
@@ -505,7 +559,8 @@ thread_local! {
         std::cell::RefCell::new(SeenAgents(vec![None; SEEN_AGENTS_SLOTS]));
 }
 
-/// Computes the feature vector from a plan's results (`results[i]` answers `plan.ops[i]`).
+/// Computes the feature vector from a plan's results (`results[i]` answers the `i`th of
+/// [`Plan::ops`]; the writes' results, at the end, may be left out).
 pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVector {
     let s = &plan.slots;
     let ts = ev.ts;
@@ -614,9 +669,8 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     let payee_added_at = ro(s.session_payee).and_then(OpResult::time).filter(|_| ev.is(kind::TRANSFER));
     set(F::SessionPayeeAddedHere, flag(payee_added_at.is_some()));
     set(F::SessionSecsSincePayeeAdd, payee_added_at.map(|t| (ts - t).max(0) as f64 / 1000.0).unwrap_or(0.0));
-    // The stored text is this module's own rendering of an address: parsing it back compares
-    // without rendering this event's address a second time.
-    let ip_changed = r(s.session_ip).value().is_some_and(|prev| prev.parse::<IpAddr>() != Ok(ev.ip));
+    // The stored text is this module's own rendering of an address, as is the plan's.
+    let ip_changed = r(s.session_ip).value().is_some_and(|prev| prev != plan.texts.ip);
     set(F::SessionIpChanged, flag(ip_changed));
     let device_changed = match (ro(s.session_device).and_then(OpResult::value), &ev.device_id) {
         (Some(prev), Some(cur)) => prev != cur,
@@ -642,19 +696,64 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     FeatureVector(v)
 }
 
-/// Runs plan → execute → compute for one event against an in-memory history, at the event's
-/// time (an [`expiring`](crate::history::MemoryHistory::expiring) history expires keys by it).
-pub fn replay_one(history: &mut crate::history::MemoryHistory, ev: &ClickEvent) -> FeatureVector {
-    history.advance_to(ev.ts);
-    let plan = plan(ev);
-    let results: Vec<OpResult> = plan.ops.iter().map(|op| history.apply(op)).collect();
-    compute(ev, &plan, &results)
+/// Replays events one at a time against an in-memory history: plan → execute → compute, at
+/// each event's time (an [`expiring`](MemoryHistory::expiring) history expires keys by it).
+/// The plan's and results' buffers are reused from event to event: allocating them per event
+/// was a twentieth of replay.
+#[derive(Default)]
+pub struct Replayer {
+    history: MemoryHistory,
+    texts: Texts,
+    ops: Vec<Op<'static>>,
+    writes: Vec<Op<'static>>,
+    results: Vec<OpResult>,
+}
+
+impl Replayer {
+    pub fn new(history: MemoryHistory) -> Self {
+        Replayer { history, ..Self::default() }
+    }
+
+    /// The features of `ev`, after which its history is recorded.
+    pub fn replay(&mut self, ev: &ClickEvent) -> FeatureVector {
+        self.history.advance_to(ev.ts);
+        self.texts.fill(ev);
+        let (ops, writes) = (recycle(std::mem::take(&mut self.ops)), recycle(std::mem::take(&mut self.writes)));
+        let plan = plan_in(ev, &self.texts, ops, writes);
+        self.results.clear();
+        self.results.extend(plan.reads.iter().map(|op| self.history.apply(op)));
+        for op in &plan.writes {
+            self.history.apply(op);
+        }
+        let features = compute(ev, &plan, &self.results);
+        (self.ops, self.writes) = (recycle(plan.reads), recycle(plan.writes));
+        features
+    }
+
+    pub fn history(&self) -> &MemoryHistory {
+        &self.history
+    }
+}
+
+/// `v` emptied, as a vector of ops of another lifetime on the same allocation: ops are plain
+/// data, and collecting into a type of the same layout reuses the buffer.
+fn recycle<'b>(mut v: Vec<Op<'_>>) -> Vec<Op<'b>> {
+    v.clear();
+    v.into_iter().map(|_| -> Op<'b> { unreachable!("the vector was emptied") }).collect()
+}
+
+/// [`Replayer::replay`] of one event against `history` (tests; replay of many events reuses a
+/// [`Replayer`]'s buffers).
+pub fn replay_one(history: &mut MemoryHistory, ev: &ClickEvent) -> FeatureVector {
+    let mut r = Replayer::new(std::mem::take(history));
+    let features = r.replay(ev);
+    *history = r.history;
+    features
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::MemoryHistory;
 
     fn ev(id: &str, ts: i64, session: &str, user: Option<&str>, kind: &str, ip: &str) -> ClickEvent {
         ClickEvent {

@@ -14,62 +14,29 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Text an op names (a key's id, a member, a value): an optional fixed prefix, then text
-/// borrowed from the event or made once for the plan and shared between its ops. Plans run for
-/// every event of a lake in replay, so they name what the event already holds instead of
-/// building a string per op; a store joins prefix and text when it needs the whole
-/// ([`fmt::Display`]). The whole text's hash is taken once, when the text is made: the
-/// in-memory store finds keys and members by it, and a plan names one session, address or
-/// user in many ops.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// borrowed from the event or from what was rendered once for its plan (an address, …). Plans
+/// run for every event of a lake in replay, so they name what is already there instead of
+/// building a string per op, and an op is plain data: copied, never dropped. A store joins
+/// prefix and text when it needs the whole ([`fmt::Display`]). The whole text's hash is taken
+/// once, when the text is made: the in-memory store finds keys and members by it, and a plan
+/// names one session, address or user in many ops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Text<'a> {
     prefix: &'static str,
-    body: Body<'a>,
+    body: &'a str,
     id: Id,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Body<'a> {
-    Str(&'a str),
-    Shared(Arc<str>),
-}
-
 impl<'a> Text<'a> {
-    fn new(prefix: &'static str, body: Body<'a>) -> Self {
-        let mut t = Text { prefix, body, id: 0 };
-        t.id = t.whole_id();
-        t
+    fn new(prefix: &'static str, body: &'a str) -> Self {
+        Text { prefix, body, id: whole_id(prefix, body) }
     }
 
-    /// The hash of prefix and text joined, on the stack when they are short.
-    fn whole_id(&self) -> Id {
-        let (prefix, body) = (self.prefix.as_bytes(), self.body().as_bytes());
-        if prefix.is_empty() {
-            return id(body);
-        }
-        let n = prefix.len() + body.len();
-        let mut buf = [0u8; 96];
-        match buf.get_mut(..n) {
-            Some(joined) => {
-                joined[..prefix.len()].copy_from_slice(prefix);
-                joined[prefix.len()..].copy_from_slice(body);
-                id(joined)
-            }
-            None => id([prefix, body].concat().as_slice()),
-        }
+    /// A text fixed in the source (a session mark, `*`), hashed when compiled.
+    pub const fn fixed(body: &'static str) -> Text<'static> {
+        Text { prefix: "", body, id: xxhash_rust::const_xxh3::xxh3_128(body.as_bytes()) }
     }
 
-    /// An address as `Display` writes it.
-    pub fn addr(ip: IpAddr) -> Self {
-        let mut s = StackStr::default();
-        push_addr(&mut s, &ip);
-        Text::new("", Body::Shared(Arc::from(s.as_str())))
-    }
-    /// The /24 (IPv4) or /64 (IPv6) network of an address, as `a.b.c.0/24` or `a:b:c:d::/64`.
-    pub fn subnet(ip: IpAddr) -> Self {
-        let mut s = StackStr::default();
-        push_subnet(&mut s, &ip);
-        Text::new("", Body::Shared(Arc::from(s.as_str())))
-    }
     /// The same text after a fixed prefix (`d:` + a device id).
     pub fn prefixed(self, prefix: &'static str) -> Self {
         debug_assert!(self.prefix.is_empty(), "one prefix per text");
@@ -79,110 +46,77 @@ impl<'a> Text<'a> {
     /// Appends the whole text to `out`.
     fn render(&self, out: &mut String) {
         out.push_str(self.prefix);
-        out.push_str(self.body());
-    }
-
-    fn body(&self) -> &str {
-        match &self.body {
-            Body::Str(s) => s,
-            Body::Shared(s) => s,
-        }
+        out.push_str(self.body);
     }
 
     /// The whole text when it has no prefix, which needs no joining.
-    fn as_plain(&self) -> Option<&str> {
-        self.prefix.is_empty().then(|| self.body())
+    fn as_plain(&self) -> Option<&'a str> {
+        self.prefix.is_empty().then_some(self.body)
+    }
+}
+
+/// The hash of prefix and text joined, on the stack when they are short.
+fn whole_id(prefix: &str, body: &str) -> Id {
+    let (prefix, body) = (prefix.as_bytes(), body.as_bytes());
+    if prefix.is_empty() {
+        return id(body);
+    }
+    let n = prefix.len() + body.len();
+    let mut buf = [0u8; 96];
+    match buf.get_mut(..n) {
+        Some(joined) => {
+            joined[..prefix.len()].copy_from_slice(prefix);
+            joined[prefix.len()..].copy_from_slice(body);
+            id(joined)
+        }
+        None => id([prefix, body].concat().as_slice()),
     }
 }
 
 impl<'a> From<&'a str> for Text<'a> {
     fn from(s: &'a str) -> Self {
-        Text::new("", Body::Str(s))
+        Text::new("", s)
     }
 }
 
-impl From<String> for Text<'_> {
-    fn from(s: String) -> Self {
-        Text::new("", Body::Shared(s.into()))
+impl<'a> From<&'a String> for Text<'a> {
+    fn from(s: &'a String) -> Self {
+        Text::new("", s)
     }
 }
 
 impl fmt::Display for Text<'_> {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(self.prefix)?;
-        f.write_str(self.body())
+        f.write_str(self.body)
     }
 }
 
-/// Room for any address or network as text (an IPv6 address is at most 45 characters), so that
-/// one is rendered without a heap buffer.
-struct StackStr {
-    buf: [u8; 48],
-    len: usize,
-}
-
-impl Default for StackStr {
-    fn default() -> Self {
-        StackStr { buf: [0; 48], len: 0 }
-    }
-}
-
-impl StackStr {
-    fn as_str(&self) -> &str {
-        // Only whole `&str`s and ASCII bytes are ever copied in.
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
-    }
-
-    fn push(&mut self, b: u8) {
-        if let Some(slot) = self.buf.get_mut(self.len) {
-            *slot = b;
-            self.len += 1;
-        }
-    }
-
-    fn push_u8(&mut self, n: u8) {
-        if n >= 100 {
-            self.push(b'0' + n / 100);
-        }
-        if n >= 10 {
-            self.push(b'0' + n / 10 % 10);
-        }
-        self.push(b'0' + n % 10);
-    }
-}
-
-impl fmt::Write for StackStr {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        self.buf.get_mut(self.len..end).ok_or(fmt::Error)?.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
-/// An address as `Display` writes it; IPv4 (nearly all traffic) without the formatting
+/// Writes an address as `Display` writes it; IPv4 (nearly all traffic) without the formatting
 /// machinery, which otherwise costs a tenth of replay's instructions (callgrind).
-fn push_addr(out: &mut StackStr, ip: &IpAddr) {
+pub fn write_addr(out: &mut String, ip: IpAddr) {
     let IpAddr::V4(v4) = ip else {
         let _ = write!(out, "{ip}");
         return;
     };
     for (i, o) in v4.octets().into_iter().enumerate() {
         if i > 0 {
-            out.push(b'.');
+            out.push('.');
         }
-        out.push_u8(o);
+        push_u8(out, o);
     }
 }
 
-fn push_subnet(out: &mut StackStr, ip: &IpAddr) {
+/// Writes the /24 (IPv4) or /64 (IPv6) network of an address, as `a.b.c.0/24` or
+/// `a:b:c:d::/64`.
+pub fn write_subnet(out: &mut String, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             for b in &v4.octets()[..3] {
-                out.push_u8(*b);
-                out.push(b'.');
+                push_u8(out, *b);
+                out.push('.');
             }
-            let _ = out.write_str("0/24");
+            out.push_str("0/24");
         }
         IpAddr::V6(v6) => {
             let s = v6.segments();
@@ -191,14 +125,27 @@ fn push_subnet(out: &mut StackStr, ip: &IpAddr) {
     }
 }
 
+fn push_u8(out: &mut String, n: u8) {
+    let digit = |d: u8| char::from(b'0' + d);
+    if n >= 100 {
+        out.push(digit(n / 100));
+    }
+    if n >= 10 {
+        out.push(digit(n / 10 % 10));
+    }
+    out.push(digit(n % 10));
+}
+
 /// A history key: a family (`u:fl`, …) and the id of the entity it belongs to. Redis sees it
 /// as `fd:family:id` ([`key`]: the id escaped so that no input can address another entity's
 /// keys).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key<'a> {
     family: &'static str,
-    id: Text<'a>,
-    /// Its [`Id`], taken from the two above (which is why none of them can be changed).
+    /// The id's prefix and text, as in its [`Text`] (whose own hash only this key's needs).
+    prefix: &'static str,
+    body: &'a str,
+    /// Its [`Id`], taken from the three above (which is why none of them can be changed).
     hash: Id,
 }
 
@@ -212,13 +159,13 @@ impl<'a> Key<'a> {
         let id = id.into();
         let f = family.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
         let hash = id.id ^ ((u128::from(f) << 64) | u128::from(f.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
-        Key { family, id, hash }
+        Key { family, prefix: id.prefix, body: id.body, hash }
     }
 }
 
 impl fmt::Display for Key<'_> {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write_key(f, self.family, &[self.id.prefix, self.id.body()])
+        write_key(f, self.family, &[self.prefix, self.body])
     }
 }
 
@@ -254,7 +201,7 @@ impl From<i64> for Starts {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Op<'a> {
     /// Number of members of sorted set `key` with a score in `[from, to]`, for each start in
     /// `from`.
@@ -609,15 +556,14 @@ impl MemoryHistory {
                 OpResult::Time(live(&self.maps, clock, k).and_then(|m| m.get(&member)).copied())
             }
             Op::Swap { key, value, ttl_s } => {
-                let k = key.hash;
-                let value: Arc<str> = match (&value.body, value.prefix) {
-                    (Body::Shared(v), "") => v.clone(),
-                    (Body::Str(v), "") => Arc::from(*v),
-                    _ => Arc::from(whole(scratch, value)),
-                };
-                write(&mut self.strings, clock, k, |e| {
+                let value = whole(scratch, value);
+                write(&mut self.strings, clock, key.hash, |e| {
                     e.deadline = reset(clock, *ttl_s);
-                    OpResult::Value(e.value.replace(value))
+                    // A session's address and device rarely change: keep the stored text then.
+                    match &e.value {
+                        Some(old) if **old == *value => OpResult::Value(Some(old.clone())),
+                        _ => OpResult::Value(e.value.replace(Arc::from(value))),
+                    }
                 })
             }
             Op::Get { key } => OpResult::Value(live(&self.strings, clock, key.hash).cloned().flatten()),
@@ -713,7 +659,7 @@ mod tests {
             let ts = 1000 + (i % 17) * 10 + i / 40;
             let keep_after = if i % 97 == 96 { ts - 60 } else { 0 };
             let max_len = if i % 61 == 60 { 5 } else { 40 };
-            h.apply(&Op::Add { key: k("k"), member: member.clone().into(), ts, keep_after, max_len, ttl_s: 0 });
+            h.apply(&Op::Add { key: k("k"), member: member.as_str().into(), ts, keep_after, max_len, ttl_s: 0 });
             match model.iter().position(|(_, m)| *m == member) {
                 Some(at) if model[at].0 >= ts => {}
                 Some(at) => model[at].0 = ts,
@@ -743,6 +689,7 @@ mod tests {
         let sw = |v: &'static str| Op::Swap { key: k("s"), value: v.into(), ttl_s: 0 };
         assert_eq!(h.apply(&sw("1")).value(), None);
         assert_eq!(h.apply(&sw("2")).value(), Some("1"));
+        assert_eq!(h.apply(&sw("2")).value(), Some("2"), "the same value again returns itself");
         assert_eq!(h.apply(&Op::Get { key: k("s") }).value(), Some("2"));
     }
 
@@ -751,19 +698,26 @@ mod tests {
         let mut h = MemoryHistory::expiring();
         let t0 = 1_000_000_000;
         h.advance_to(t0);
-        let add =
-            |ts| Op::Add { key: k("k"), member: format!("m{ts}").into(), ts, keep_after: 0, max_len: 10, ttl_s: 10 };
+        let members: Vec<String> = (0..3).map(|i| format!("m{i}")).collect();
+        let add = |i: usize, ts| Op::Add {
+            key: k("k"),
+            member: members[i].as_str().into(),
+            ts,
+            keep_after: 0,
+            max_len: 10,
+            ttl_s: 10,
+        };
         let count = Op::Count { key: k("k"), from: 0.into(), to: i64::MAX };
-        h.apply(&add(t0));
+        h.apply(&add(0, t0));
         h.advance_to(t0 + 9_000);
-        h.apply(&add(t0 + 9_000));
+        h.apply(&add(1, t0 + 9_000));
         // The second write reset the deadline to t0 + 19 s.
         h.advance_to(t0 + 18_999);
         assert_eq!(h.apply(&count).count(), 2);
         h.advance_to(t0 + 19_000);
         assert_eq!(h.apply(&count).count(), 0, "expired at its deadline");
         // A write after expiry starts from nothing, as on a key Redis deleted.
-        h.apply(&add(t0 + 19_000));
+        h.apply(&add(2, t0 + 19_000));
         assert_eq!(h.apply(&count).count(), 1);
         // A late event does not move the clock back.
         h.advance_to(t0);
@@ -808,17 +762,26 @@ mod tests {
     fn texts_and_keys_render_as_redis_sees_them() {
         let v4: IpAddr = "10.20.3.4".parse().unwrap();
         let v6: IpAddr = "2001:db8:a:b:1:2:3:4".parse().unwrap();
-        assert_eq!(Text::addr(v4).to_string(), "10.20.3.4");
-        assert_eq!(Text::addr(v6).to_string(), v6.to_string());
-        assert_eq!(Text::subnet(v4).to_string(), "10.20.3.0/24");
-        assert_eq!(Text::subnet(v6).to_string(), "2001:db8:a:b::/64");
+        let render = |write: fn(&mut String, IpAddr), ip| {
+            let mut s = String::new();
+            write(&mut s, ip);
+            s
+        };
+        let (addr, subnet) = (|ip| render(write_addr, ip), |ip| render(write_subnet, ip));
+        assert_eq!(addr(v4), "10.20.3.4");
+        assert_eq!(addr(v6), v6.to_string());
+        assert_eq!(subnet(v4), "10.20.3.0/24");
+        assert_eq!(subnet(v6), "2001:db8:a:b::/64");
         for o in [0u8, 7, 10, 99, 100, 255] {
             let ip = IpAddr::from([o, o, o, o]);
-            assert_eq!(Text::addr(ip).to_string(), ip.to_string());
+            assert_eq!(addr(ip), ip.to_string());
         }
         assert_eq!(Text::from("abc").prefixed("d:").to_string(), "d:abc");
+        // A fixed text is the text it names, hash included.
+        const FIXED: Text<'static> = Text::fixed("login");
+        assert_eq!(FIXED, Text::from("login"));
         assert_eq!(Key::new("u:fl", "a:b%").to_string(), key("u:fl", "a:b%"));
-        assert_eq!(Key::new("ip:fl", Text::addr(v4)).to_string(), "fd:ip:fl:10.20.3.4");
+        assert_eq!(Key::new("ip:fl", &addr(v4)).to_string(), "fd:ip:fl:10.20.3.4");
     }
 
     #[test]

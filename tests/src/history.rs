@@ -10,13 +10,14 @@ use models::features::{self, FeatureVector};
 pub async fn live_features(store: &impl HistoryStore, events: &[ClickEvent], batch: usize) -> Vec<FeatureVector> {
     let mut out = Vec::with_capacity(events.len());
     for chunk in events.chunks(batch.max(1)) {
-        let plans: Vec<_> = chunk.iter().map(features::plan).collect();
-        let ops: Vec<_> = plans.iter().flat_map(|p| p.ops.iter().cloned()).collect();
+        let texts: Vec<_> = chunk.iter().map(features::Texts::of).collect();
+        let plans: Vec<_> = chunk.iter().zip(&texts).map(|(e, t)| features::plan(e, t)).collect();
+        let ops: Vec<_> = plans.iter().flat_map(|p| p.ops().copied()).collect();
         let results = store.execute(&ops).await.expect("the history store answers");
         let mut at = 0;
         for (e, p) in chunk.iter().zip(&plans) {
-            out.push(features::compute(e, p, &results[at..at + p.ops.len()]));
-            at += p.ops.len();
+            out.push(features::compute(e, p, &results[at..at + p.len()]));
+            at += p.len();
         }
     }
     out

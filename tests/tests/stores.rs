@@ -60,7 +60,9 @@ async fn failed_logins_for_unknown_users_expire_soon_and_never_shorten_a_custome
         .unwrap()
     };
     for e in [login("a", "real", true), login("b", "invented", false), login("c", "real", false)] {
-        redis.execute(&features::plan(&e).ops).await.unwrap();
+        let texts = features::Texts::of(&e);
+        let ops: Vec<_> = features::plan(&e, &texts).ops().copied().collect();
+        redis.execute(&ops).await.unwrap();
     }
     let c = redis.connection();
     let ttl = |key: String| {

@@ -4,7 +4,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fixtures::sim::{SimConfig, World};
-use models::features::{DAY_MS, replay_one};
+use models::features::{DAY_MS, Replayer};
 use models::history::MemoryHistory;
 use std::hint::black_box;
 use std::sync::OnceLock;
@@ -23,9 +23,9 @@ fn replay(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("three_days_3000_customers", |b| {
         b.iter(|| {
-            let mut h = MemoryHistory::expiring();
+            let mut replay = Replayer::new(MemoryHistory::expiring());
             for e in &events {
-                black_box(replay_one(&mut h, e));
+                black_box(replay.replay(e));
             }
         })
     });

@@ -6,7 +6,7 @@
 //! `cargo run --release -p trainer --example replay_fingerprint -- [PASSES] [DAYS] [CUSTOMERS]`
 
 use fixtures::sim::{SimConfig, World};
-use models::features::{DAY_MS, replay_one};
+use models::features::{DAY_MS, Replayer};
 use models::history::MemoryHistory;
 use std::time::Instant;
 
@@ -35,11 +35,11 @@ fn main() {
     let mut best = f64::MAX;
     for _ in 0..passes {
         let started = Instant::now();
-        let mut history = MemoryHistory::expiring();
+        let mut replay = Replayer::new(MemoryHistory::expiring());
         // FNV-1a over the bits of every feature of every event, in order.
         fingerprint = 0xcbf2_9ce4_8422_2325_u64;
         for e in &events {
-            for x in replay_one(&mut history, e).0.iter() {
+            for x in replay.replay(e).0.iter() {
                 fingerprint = (fingerprint ^ x.to_bits()).wrapping_mul(0x100_0000_01b3);
             }
         }

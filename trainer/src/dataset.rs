@@ -1,7 +1,7 @@
 //! From lake to labelled feature rows.
 
 use lake::Lake;
-use models::features::{FEATURES, replay_one};
+use models::features::{FEATURES, Replayer};
 use models::history::MemoryHistory;
 use models::{ClickEvent, Label, LabelKind};
 use std::collections::HashMap;
@@ -145,7 +145,7 @@ fn rows_in(counts: &[(Option<i64>, usize)], window: (i64, i64)) -> f64 {
 pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize)) -> anyhow::Result<Dataset> {
     let parts = lake.event_partitions()?;
     let labels = lake.read_labels()?;
-    let mut history = MemoryHistory::expiring();
+    let mut replay = Replayer::new(MemoryHistory::expiring());
     let mut ds = Dataset { first_ts: i64::MAX, last_ts: i64::MIN, train_sample_rate: 1.0, ..Dataset::default() };
     // The cut-off defaults to the newest event, found in the newest partition.
     ds.cutoff = match (opts.cutoff, parts.last()) {
@@ -180,7 +180,7 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
             if ev.ts > ds.cutoff {
                 break;
             }
-            let f = replay_one(&mut history, ev);
+            let f = replay.replay(ev);
             ds.first_ts = ds.first_ts.min(ev.ts);
             ds.last_ts = ds.last_ts.max(ev.ts);
             let session = session_hash(&ev.session_id);
@@ -208,7 +208,7 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
             });
         }
     }
-    ds.history_keys = history.len();
+    ds.history_keys = replay.history().len();
     Ok(ds)
 }
 
@@ -349,7 +349,8 @@ mod tests {
         let world = World::new(SimConfig { seed: 5, customers: 500, rate_ato: 0.01, ..SimConfig::default() });
         let start = 1_780_000_000_000 - 1_780_000_000_000 % DAY_MS;
         let events = world.simulate(start, start + 8 * DAY_MS, None).events;
-        let (mut forever, mut expiring) = (MemoryHistory::new(), MemoryHistory::expiring());
+        let (mut forever, mut expiring) =
+            (Replayer::new(MemoryHistory::new()), Replayer::new(MemoryHistory::expiring()));
         // Only first-seen facts outlive a window; they lapse with their key's TTL, as in Redis.
         let first_seen =
             [F::UserKnown, F::UserDeviceNew, F::UserIpNew, F::UserSubnetNew, F::UserCountryNew, F::UserPayeeNew]
@@ -359,7 +360,7 @@ mod tests {
                 .map(|f| f as usize)
                 .collect::<Vec<_>>();
         for e in &events {
-            let (a, b) = (replay_one(&mut forever, e), replay_one(&mut expiring, e));
+            let (a, b) = (forever.replay(e), expiring.replay(e));
             for (j, (x, y)) in a.0.iter().zip(&b.0).enumerate() {
                 assert!(
                     x == y || first_seen.contains(&j),
@@ -369,6 +370,7 @@ mod tests {
                 );
             }
         }
-        assert!(expiring.len() * 2 < forever.len(), "{} keys vs {}", expiring.len(), forever.len());
+        let (expiring, forever) = (expiring.history().len(), forever.history().len());
+        assert!(expiring * 2 < forever, "{expiring} keys vs {forever}");
     }
 }

@@ -406,7 +406,9 @@ pub async fn backfill(args: &BackfillArgs) -> anyhow::Result<usize> {
         let lake = args.lake.clone();
         let (events, _) = tokio::task::spawn_blocking(move || lake.read_events(&files)).await??;
         for chunk in events.chunks(args.batch.max(1)) {
-            let ops: Vec<_> = chunk.iter().flat_map(|e| models::features::plan(e).ops).collect();
+            let texts: Vec<_> = chunk.iter().map(models::features::Texts::of).collect();
+            let plans: Vec<_> = chunk.iter().zip(&texts).map(|(e, t)| models::features::plan(e, t)).collect();
+            let ops: Vec<_> = plans.iter().flat_map(|p| p.ops().copied()).collect();
             store.execute(&ops).await?;
         }
         n += events.len();
