@@ -7,7 +7,8 @@
 //!   in-memory executor. The Redis executor in `enricher` implements the same semantics, so
 //!   live features and offline replay agree by construction.
 //! - [`features`]: the one feature definition: which history an event reads and writes, and
-//!   how the feature vector is computed from what was read.
+//!   how the feature vector is computed from what was read; `Replayer` runs it event by event
+//!   against the in-memory history (offline replay).
 //! - [`artifact`]: the model artifact written by the trainer and its inference.
 
 pub mod artifact;
