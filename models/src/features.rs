@@ -534,20 +534,22 @@ fn ua_automation(ua: Option<&str>) -> bool {
 
 /// The automation flag of recently seen user agents. A session sends the same agent with every
 /// event and a site sees few distinct ones, while scanning one (~150 bytes) for the markers
-/// cost more than all the event's other features in replay. A memo of a pure function: an
-/// entry is used only when its text is the agent's, so it never changes a result.
-struct SeenAgents(Vec<Option<(Box<str>, bool)>>);
+/// cost more than all the event's other features in replay. A memo of a pure function, keyed
+/// by the agent's 128-bit hash (as history keys are: two agents share one with probability
+/// ~2⁻¹²⁸), so that a hit neither keeps nor compares the text.
+struct SeenAgents(Vec<Option<(u128, bool)>>);
 
 const SEEN_AGENTS_SLOTS: usize = 256;
 
 impl SeenAgents {
     fn automation(&mut self, ua: &str) -> bool {
-        let slot = xxhash_rust::xxh3::xxh3_64(ua.as_bytes()) as usize % SEEN_AGENTS_SLOTS;
-        match &self.0[slot] {
-            Some((seen, flag)) if **seen == *ua => *flag,
+        let id = xxhash_rust::xxh3::xxh3_128(ua.as_bytes());
+        let slot = id as usize % SEEN_AGENTS_SLOTS;
+        match self.0[slot] {
+            Some((seen, flag)) if seen == id => flag,
             _ => {
                 let flag = AUTOMATION.is_match(ua);
-                self.0[slot] = Some((ua.into(), flag));
+                self.0[slot] = Some((id, flag));
                 flag
             }
         }

@@ -334,7 +334,9 @@ struct SortedSet {
 #[derive(Debug, Clone)]
 struct Entry {
     score: i64,
-    member: Arc<str>,
+    /// Owned, not shared: a `Range` (one family) copies it out, while every set's members are
+    /// dropped when its key expires or replay ends, where an `Arc` paid an atomic each.
+    member: Box<str>,
     /// The member's [`Id`], which the scan and the index compare.
     id: Id,
 }
@@ -374,16 +376,16 @@ impl SortedSet {
     }
 
     fn add(&mut self, member: &str, id: Id, ts: i64) {
-        let member: Arc<str> = match self.score(id) {
+        let member: Box<str> = match self.score(id) {
             Some(old) if old >= ts => return,
             Some(old) => {
                 let at = self.position(old, member);
                 match self.by_order.remove(at) {
                     Some(e) => e.member,
-                    None => Arc::from(member),
+                    None => Box::from(member),
                 }
             }
-            None => Arc::from(member),
+            None => Box::from(member),
         };
         let at = self.position(ts, &member);
         self.by_order.insert(at, Entry { score: ts, member, id });
@@ -514,7 +516,7 @@ impl MemoryHistory {
             }
             Op::Range { key, from, to } => OpResult::Range(
                 live(&self.sets, clock, key.hash)
-                    .map(|s| s.by_order.range(s.window(*from, *to)).map(|e| (e.member.clone(), e.score)).collect())
+                    .map(|s| s.by_order.range(s.window(*from, *to)).map(|e| (Arc::from(&*e.member), e.score)).collect())
                     .unwrap_or_default(),
             ),
             Op::Times { key, from, to } => OpResult::Times(
