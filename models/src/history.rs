@@ -367,24 +367,19 @@ impl SortedSet {
         n
     }
 
-    fn score(&self, id: Id) -> Option<i64> {
+    /// Position and score of `member` (whose [`Id`] is `id`), if it is in the set.
+    fn find(&self, member: &str, id: Id) -> Option<(usize, i64)> {
         match &self.index {
-            Some(index) => index.get(&id).copied(),
+            Some(index) => index.get(&id).map(|&score| (self.position(score, member), score)),
             // Newest first: a member added again is usually a recent one.
-            None => self.by_order.iter().rev().find(|e| e.id == id).map(|e| e.score),
+            None => self.by_order.iter().rposition(|e| e.id == id).map(|at| (at, self.by_order[at].score)),
         }
     }
 
     fn add(&mut self, member: &str, id: Id, ts: i64) {
-        let member: Box<str> = match self.score(id) {
-            Some(old) if old >= ts => return,
-            Some(old) => {
-                let at = self.position(old, member);
-                match self.by_order.remove(at) {
-                    Some(e) => e.member,
-                    None => Box::from(member),
-                }
-            }
+        let member: Box<str> = match self.find(member, id) {
+            Some((_, old)) if old >= ts => return,
+            Some((at, _)) => self.by_order.remove(at).map_or_else(|| Box::from(member), |e| e.member),
             None => Box::from(member),
         };
         let at = self.position(ts, &member);
