@@ -122,13 +122,11 @@ impl<S: HistoryStore> Enricher<S> {
 
 /// What each event's operations return on an empty history (every event on its own), for
 /// deciding without Redis.
-fn without_history(ops: &[models::history::Op], lens: &[usize]) -> Vec<models::history::OpResult> {
-    let mut out = Vec::with_capacity(ops.len());
-    let mut at = 0;
-    for n in lens {
+fn without_history(plans: &[features::Plan]) -> Vec<models::history::OpResult> {
+    let mut out = Vec::with_capacity(plans.iter().map(features::Plan::len).sum());
+    for plan in plans {
         let mut empty = models::history::MemoryHistory::new();
-        out.extend(ops[at..at + n].iter().map(|op| empty.apply(op)));
-        at += n;
+        out.extend(plan.ops().map(|op| empty.apply(op)));
     }
     out
 }
@@ -151,29 +149,17 @@ impl<S: HistoryStore> Processor for Enricher<S> {
             }
         }
         let texts: Vec<_> = decoded.iter().map(|(_, ev)| features::Texts::of(ev)).collect();
-        let plans: Vec<_> = decoded.iter().zip(&texts).map(|((_, ev), t)| features::plan(ev, t)).collect();
-        // All ops in one batch, each plan's in its order.
-        let lens: Vec<usize> = plans.iter().map(|p| p.len()).collect();
-        let ops: Vec<_> = plans.iter().flat_map(|p| p.ops().copied()).collect();
+        let (plans, ops) = features::plan_batch(decoded.iter().map(|(_, ev)| ev), &texts);
         let (results, history_unavailable) = match self.metrics.redis.time("history", self.store.execute(&ops)).await {
             Ok(r) => (r, false),
             Err(e) if self.redis_policy == RedisPolicy::Degrade => {
-                tracing::warn!(error = %e, events = lens.len(), "Redis unavailable: enriching without history");
-                self.metrics.degraded.inc_by(lens.len() as u64);
-                (without_history(&ops, &lens), true)
+                tracing::warn!(error = %e, events = plans.len(), "Redis unavailable: enriching without history");
+                self.metrics.degraded.inc_by(plans.len() as u64);
+                (without_history(&plans), true)
             }
             Err(e) => return Err(anyhow::Error::new(e).context("history round trip")),
         };
-        let mut offset = 0;
-        let vectors: Vec<_> = decoded
-            .iter()
-            .zip(&plans)
-            .zip(&lens)
-            .map(|(((_, ev), plan), n)| {
-                offset += n;
-                features::compute(ev, plan, &results[offset - n..offset])
-            })
-            .collect();
+        let vectors = features::compute_batch(decoded.iter().map(|(_, ev)| ev), &plans, &results);
         // The plans borrow the events, which move into the enriched events below.
         drop((plans, ops));
         let lists = self.lists.get();

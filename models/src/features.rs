@@ -350,6 +350,35 @@ pub fn plan<'e>(ev: &'e ClickEvent, texts: &'e Texts) -> Plan<'e> {
     plan_in(ev, texts, Vec::with_capacity(32), Vec::with_capacity(16))
 }
 
+/// The plans of a micro-batch of events (the `i`th borrowing `texts[i]`) and all their ops in
+/// execution order: event by event, each plan's reads then writes. A store executes the ops as
+/// one pipeline, so each event's reads see the writes of the events before it.
+pub fn plan_batch<'e>(
+    events: impl IntoIterator<Item = &'e ClickEvent>,
+    texts: &'e [Texts],
+) -> (Vec<Plan<'e>>, Vec<Op<'e>>) {
+    let plans: Vec<_> = events.into_iter().zip(texts).map(|(ev, t)| plan(ev, t)).collect();
+    let ops = plans.iter().flat_map(|p| p.ops().copied()).collect();
+    (plans, ops)
+}
+
+/// Each event's features from the results of a [`plan_batch`]'s ops (one per op, in order).
+pub fn compute_batch<'e>(
+    events: impl IntoIterator<Item = &'e ClickEvent>,
+    plans: &[Plan],
+    results: &[OpResult],
+) -> Vec<FeatureVector> {
+    let mut at = 0;
+    events
+        .into_iter()
+        .zip(plans)
+        .map(|(ev, plan)| {
+            at += plan.len();
+            compute(ev, plan, &results[at - plan.len()..at])
+        })
+        .collect()
+}
+
 /// [`plan`] into the given (empty) buffers for reads and writes.
 fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: Vec<Op<'e>>) -> Plan<'e> {
     let ts = ev.ts;
@@ -744,15 +773,6 @@ fn recycle<'b>(mut v: Vec<Op<'_>>) -> Vec<Op<'b>> {
     v.into_iter().map(|_| -> Op<'b> { unreachable!("the vector was emptied") }).collect()
 }
 
-/// [`Replayer::replay`] of one event against `history` (tests; replay of many events reuses a
-/// [`Replayer`]'s buffers).
-pub fn replay_one(history: &mut MemoryHistory, ev: &ClickEvent) -> FeatureVector {
-    let mut r = Replayer::new(std::mem::take(history));
-    let features = r.replay(ev);
-    *history = r.history;
-    features
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -768,55 +788,55 @@ mod tests {
 
     #[test]
     fn failed_logins_count_only_the_last_hour_of_event_time() {
-        let mut h = MemoryHistory::new();
+        let mut h = Replayer::default();
         let t0 = 1_700_000_000_000;
         for i in 0..3 {
             let mut e = ev(&format!("f{i}"), t0 + i * 60_000, "s1", Some("u1"), "login", "1.2.3.4");
             e.outcome = Some(crate::Outcome::Failure);
-            replay_one(&mut h, &e);
+            h.replay(&e);
         }
         let later = ev("x", t0 + 30 * 60_000, "s1", Some("u1"), "page_view", "1.2.3.4");
-        let f = replay_one(&mut h, &later);
+        let f = h.replay(&later);
         assert_eq!(f.get(F::UserFailedLogins1h), 3.0);
         assert_eq!(f.get(F::IpFailedLogins1h), 3.0);
         let much_later = ev("y", t0 + 2 * HOUR_MS, "s2", Some("u1"), "page_view", "1.2.3.4");
-        let f = replay_one(&mut h, &much_later);
+        let f = h.replay(&much_later);
         assert_eq!(f.get(F::UserFailedLogins1h), 0.0);
         assert_eq!(f.get(F::UserFailedLogins24h), 3.0);
     }
 
     #[test]
     fn a_device_is_new_once_per_user() {
-        let mut h = MemoryHistory::new();
+        let mut h = Replayer::default();
         let t0 = 1_700_000_000_000;
-        let f = replay_one(&mut h, &ev("a", t0, "s1", Some("u1"), "login", "1.2.3.4"));
+        let f = h.replay(&ev("a", t0, "s1", Some("u1"), "login", "1.2.3.4"));
         assert_eq!((f.get(F::UserKnown), f.get(F::UserDeviceNew)), (0.0, 1.0));
-        let f = replay_one(&mut h, &ev("b", t0 + DAY_MS, "s2", Some("u1"), "login", "1.2.3.4"));
+        let f = h.replay(&ev("b", t0 + DAY_MS, "s2", Some("u1"), "login", "1.2.3.4"));
         assert_eq!((f.get(F::UserKnown), f.get(F::UserDeviceNew)), (1.0, 0.0));
         assert!((f.get(F::UserDeviceAgeDays) - 1.0).abs() < 1e-9);
-        let f = replay_one(&mut h, &ev("c", t0 + DAY_MS, "s3", Some("u2"), "login", "1.2.3.4"));
+        let f = h.replay(&ev("c", t0 + DAY_MS, "s3", Some("u2"), "login", "1.2.3.4"));
         assert_eq!(f.get(F::UserDeviceNew), 1.0);
         assert_eq!(f.get(F::IpDistinctUsers24h), 1.0, "u1 logged in from this IP before");
     }
 
     #[test]
     fn session_marks_windows_and_ages_follow_the_session_and_the_clock_of_events() {
-        let mut h = MemoryHistory::new();
+        let mut h = Replayer::default();
         let t0 = 1_700_000_000_000;
         let mut reset = ev("r", t0, "s1", Some("u1"), "password_reset", "10.0.0.1");
         reset.outcome = Some(crate::Outcome::Success);
-        assert_eq!(replay_one(&mut h, &reset).get(F::SessionSecsSincePasswordReset), 0.0, "not before itself");
+        assert_eq!(h.replay(&reset).get(F::SessionSecsSincePasswordReset), 0.0, "not before itself");
         let mut terms = ev("t", t0 + 5_000, "s1", Some("u1"), "page_view", "10.0.0.1");
         terms.path = Some("/legal/terms".into());
-        let f = replay_one(&mut h, &terms);
+        let f = h.replay(&terms);
         assert_eq!((f.get(F::SessionTermsRead), f.get(F::SessionSecsSincePasswordReset)), (0.0, 5.0));
         let mut login = ev("l", t0 + 20_000, "s1", Some("u1"), "login", "10.0.0.9");
         login.outcome = Some(crate::Outcome::Success);
-        let f = replay_one(&mut h, &login);
+        let f = h.replay(&login);
         assert_eq!((f.get(F::SessionTermsRead), f.get(F::SessionSecsSincePasswordReset)), (1.0, 20.0));
         assert_eq!((f.get(F::UserIpNew), f.get(F::UserSubnetNew)), (1.0, 0.0), "same /24, new address");
         let later = ev("x", t0 + 2 * DAY_MS, "s2", Some("u1"), "page_view", "10.0.0.9");
-        let f = replay_one(&mut h, &later);
+        let f = h.replay(&later);
         assert!((f.get(F::UserSubnetAgeDays) - 2.0).abs() < 1e-6 && f.get(F::UserIpAgeDays) < 2.0);
         assert_eq!(
             (f.get(F::SessionTermsRead), f.get(F::UserLogins24h)),
@@ -827,28 +847,28 @@ mod tests {
 
     #[test]
     fn minute_hour_and_day_windows_count_logins_payees_transfers_and_subnets() {
-        let mut h = MemoryHistory::new();
+        let mut h = Replayer::default();
         let t0 = 1_700_000_000_000;
         for i in 0..3 {
             let mut f = ev(&format!("f{i}"), t0 + i * 20_000, "s1", Some("u1"), "login", &format!("10.0.1.{i}"));
             f.outcome = Some(crate::Outcome::Failure);
-            replay_one(&mut h, &f);
+            h.replay(&f);
         }
         let mut ok = ev("ok", t0 + 70_000, "s1", Some("u1"), "login", "10.0.1.9");
         ok.outcome = Some(crate::Outcome::Success);
-        let f = replay_one(&mut h, &ok);
+        let f = h.replay(&ok);
         assert_eq!(f.get(F::UserFailedLogins1m), 2.0, "the first failure is older than a minute");
         assert_eq!((f.get(F::SubnetFailedLogins1h), f.get(F::IpFailedLogins1m)), (3.0, 0.0));
         for (i, amount) in [(0, 10.0), (1, 20.0)] {
             let mut p = ev(&format!("p{i}"), t0 + 100_000 + i * 1000, "s1", Some("u1"), "add_payee", "10.0.1.9");
             p.payee_id = Some(format!("py{i}"));
-            replay_one(&mut h, &p);
+            h.replay(&p);
             let mut t = ev(&format!("t{i}"), t0 + i * 2 * HOUR_MS + 200_000, "s1", Some("u1"), "transfer", "10.0.1.9");
             t.payee_id = Some(format!("py{i}"));
             t.amount = Some(amount);
-            replay_one(&mut h, &t);
+            h.replay(&t);
         }
-        let f = replay_one(&mut h, &ev("y", t0 + 2 * HOUR_MS + 300_000, "s1", Some("u1"), "page_view", "10.0.1.9"));
+        let f = h.replay(&ev("y", t0 + 2 * HOUR_MS + 300_000, "s1", Some("u1"), "page_view", "10.0.1.9"));
         assert_eq!((f.get(F::UserPayeeAdds24h), f.get(F::UserLogins1h), f.get(F::UserLogins24h)), (2.0, 0.0, 1.0));
         assert_eq!((f.get(F::UserTransfers24h), f.get(F::UserTransfers1h)), (2.0, 1.0));
         assert_eq!((f.get(F::UserTransferAmount24h), f.get(F::UserTransferAmount1h)), (30.0, 20.0));
@@ -856,13 +876,13 @@ mod tests {
 
     #[test]
     fn a_device_used_by_many_users_and_a_payee_paid_by_many_show_fan_out_and_fan_in() {
-        let mut h = MemoryHistory::new();
+        let mut h = Replayer::default();
         let t0 = 1_700_000_000_000;
         for u in 0..5 {
             let mut l =
                 ev(&format!("l{u}"), t0 + u * 1000, &format!("s{u}"), Some(&format!("u{u}")), "login", "10.9.0.1");
             l.device_id = Some("shared-dev".into());
-            replay_one(&mut h, &l);
+            h.replay(&l);
             let mut t = ev(
                 &format!("t{u}"),
                 t0 + u * 1000 + 500,
@@ -873,45 +893,45 @@ mod tests {
             );
             t.payee_id = Some("mule".into());
             t.amount = Some(100.0);
-            let f = replay_one(&mut h, &t);
+            let f = h.replay(&t);
             assert_eq!(f.get(F::PayeeDistinctPayers24h), u as f64, "payers of the mule before this one");
         }
         let mut next = ev("n", t0 + 10_000, "s9", Some("u9"), "login", "10.9.0.1");
         next.device_id = Some("shared-dev".into());
-        let f = replay_one(&mut h, &next);
+        let f = h.replay(&next);
         assert_eq!((f.get(F::DeviceDistinctUsers24h), f.get(F::IpDistinctUsers24h)), (5.0, 5.0));
         let day_later = ev("d", t0 + DAY_MS + 20_000, "s10", Some("u10"), "login", "10.9.0.1");
-        assert_eq!(replay_one(&mut h, &day_later).get(F::IpDistinctUsers24h), 0.0, "the 24 h window moved on");
+        assert_eq!(h.replay(&day_later).get(F::IpDistinctUsers24h), 0.0, "the 24 h window moved on");
     }
 
     #[test]
     fn a_login_from_another_country_soon_after_the_last_is_impossible_travel() {
-        let mut h = MemoryHistory::new();
+        let mut h = Replayer::default();
         let t0 = 1_700_000_000_000;
         let mut home = ev("a", t0, "s1", Some("u1"), "login", "10.0.0.1");
         home.outcome = Some(crate::Outcome::Success);
-        replay_one(&mut h, &home);
+        h.replay(&home);
         let mut away = ev("b", t0 + 2 * HOUR_MS, "s2", Some("u1"), "login", "20.0.0.1");
         away.outcome = Some(crate::Outcome::Success);
         away.country = Some("TH".into());
-        let f = replay_one(&mut h, &away);
+        let f = h.replay(&away);
         assert_eq!((f.get(F::LoginCountryChanged), f.get(F::ImpossibleTravel)), (1.0, 1.0));
         assert!((f.get(F::HoursSinceLastLogin) - 2.0).abs() < 1e-9);
         let mut back = ev("c", t0 + 30 * HOUR_MS, "s3", Some("u1"), "login", "10.0.0.1");
         back.outcome = Some(crate::Outcome::Success);
-        let f = replay_one(&mut h, &back);
+        let f = h.replay(&back);
         assert_eq!((f.get(F::LoginCountryChanged), f.get(F::ImpossibleTravel)), (1.0, 0.0), "a day later is travel");
     }
 
     #[test]
     fn machine_cadence_has_a_low_gap_variation_and_human_browsing_a_high_one() {
         let cv_after = |gaps_ms: &[i64]| {
-            let mut h = MemoryHistory::new();
+            let mut h = Replayer::default();
             let mut t = 1_700_000_000_000;
             let mut last = FeatureVector(vec![]);
             for (i, g) in gaps_ms.iter().enumerate() {
                 t += g;
-                last = replay_one(&mut h, &ev(&format!("e{i}"), t, "s1", Some("u1"), "page_view", "10.0.0.1"));
+                last = h.replay(&ev(&format!("e{i}"), t, "s1", Some("u1"), "page_view", "10.0.0.1"));
             }
             (last.get(F::SessionGapCv), last.get(F::SessionRatePerMin), last.get(F::SessionEventsBefore))
         };
@@ -923,8 +943,8 @@ mod tests {
 
     #[test]
     fn feature_vectors_round_trip_through_json_by_name() {
-        let mut h = MemoryHistory::new();
-        let f = replay_one(&mut h, &ev("a", 1_700_000_000_000, "s1", Some("u1"), "login", "1.2.3.4"));
+        let mut h = Replayer::default();
+        let f = h.replay(&ev("a", 1_700_000_000_000, "s1", Some("u1"), "login", "1.2.3.4"));
         let json = serde_json::to_string(&f).unwrap();
         assert!(json.contains("\"user_device_new\":1.0"));
         let back: FeatureVector = serde_json::from_str(&json).unwrap();

@@ -11,14 +11,9 @@ pub async fn live_features(store: &impl HistoryStore, events: &[ClickEvent], bat
     let mut out = Vec::with_capacity(events.len());
     for chunk in events.chunks(batch.max(1)) {
         let texts: Vec<_> = chunk.iter().map(features::Texts::of).collect();
-        let plans: Vec<_> = chunk.iter().zip(&texts).map(|(e, t)| features::plan(e, t)).collect();
-        let ops: Vec<_> = plans.iter().flat_map(|p| p.ops().copied()).collect();
+        let (plans, ops) = features::plan_batch(chunk, &texts);
         let results = store.execute(&ops).await.expect("the history store answers");
-        let mut at = 0;
-        for (e, p) in chunk.iter().zip(&plans) {
-            out.push(features::compute(e, p, &results[at..at + p.len()]));
-            at += p.len();
-        }
+        out.extend(features::compute_batch(chunk, &plans, &results));
     }
     out
 }

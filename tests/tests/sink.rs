@@ -205,11 +205,11 @@ async fn replaying_a_lake_the_sink_wrote_gives_the_features_the_enricher_served(
 
     // Replay the lake's events through the one feature definition, in the lake's order.
     // The history the trainer replays with (expiring on event time).
-    let mut history = models::history::MemoryHistory::expiring();
+    let mut replay = models::features::Replayer::new(models::history::MemoryHistory::expiring());
     let mut replayed: HashMap<String, Vec<f64>> = HashMap::new();
     for (_, files) in lake.partitions(lake::EVENTS).unwrap() {
         for e in lake.read_events(&files).unwrap().0 {
-            replayed.insert(e.event_id.clone(), models::features::replay_one(&mut history, &e).0);
+            replayed.insert(e.event_id.clone(), replay.replay(&e).0);
         }
     }
     let served = features(&lake);

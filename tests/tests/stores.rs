@@ -31,8 +31,8 @@ async fn replaying_a_stream_through_redis_and_memory_gives_identical_features() 
     assert!(events.len() > 1000);
 
     // Offline: one event at a time through the in-memory history (what the trainer does).
-    let mut mem = MemoryHistory::new();
-    let offline: Vec<FeatureVector> = events.iter().map(|e| features::replay_one(&mut mem, e)).collect();
+    let mut mem = features::Replayer::new(MemoryHistory::new());
+    let offline: Vec<FeatureVector> = events.iter().map(|e| mem.replay(e)).collect();
 
     // Live: micro-batches, one pipelined Redis round trip each (what the enricher does).
     let live = e2e_tests::history::live_features(&redis, &events, 257).await;

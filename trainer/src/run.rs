@@ -407,8 +407,7 @@ pub async fn backfill(args: &BackfillArgs) -> anyhow::Result<usize> {
         let (events, _) = tokio::task::spawn_blocking(move || lake.read_events(&files)).await??;
         for chunk in events.chunks(args.batch.max(1)) {
             let texts: Vec<_> = chunk.iter().map(models::features::Texts::of).collect();
-            let plans: Vec<_> = chunk.iter().zip(&texts).map(|(e, t)| models::features::plan(e, t)).collect();
-            let ops: Vec<_> = plans.iter().flat_map(|p| p.ops().copied()).collect();
+            let (_, ops) = models::features::plan_batch(chunk, &texts);
             store.execute(&ops).await?;
         }
         n += events.len();
