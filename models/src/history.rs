@@ -328,7 +328,9 @@ impl std::hash::Hasher for IdHasher {
 #[derive(Debug, Default, Clone)]
 struct SortedSet {
     by_order: VecDeque<Entry>,
-    index: Option<IdMap<i64>>,
+    /// Boxed: few sets grow an index, and a set without one then fills a 64-byte table slot
+    /// with its key and deadline (one cache line per lookup).
+    index: Option<Box<IdMap<i64>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -347,19 +349,32 @@ const INDEX_ABOVE: usize = 16;
 impl SortedSet {
     /// Index of the first entry at or after `(ts, member)` in `(score, member)` order.
     fn position(&self, ts: i64, member: &str) -> usize {
-        self.by_order.partition_point(|e| (e.score, &*e.member) < (ts, member))
+        // Replay adds in time order: after the newest entry, without a search.
+        match self.by_order.back() {
+            Some(e) if (e.score, &*e.member) < (ts, member) => self.by_order.len(),
+            _ => self.by_order.partition_point(|e| (e.score, &*e.member) < (ts, member)),
+        }
+    }
+
+    /// Number of entries with a score of at most `to`: all of them when `to` is the newest
+    /// event's time, as in replay.
+    fn up_to(&self, to: i64) -> usize {
+        match self.by_order.back() {
+            Some(e) if e.score > to => self.by_order.partition_point(|e| e.score <= to),
+            _ => self.by_order.len(),
+        }
     }
 
     /// Index range of entries with a score in `[from, to]`.
     fn window(&self, from: i64, to: i64) -> std::ops::Range<usize> {
         let lo = self.by_order.partition_point(|e| e.score < from);
-        let hi = self.by_order.partition_point(|e| e.score <= to);
+        let hi = self.up_to(to);
         lo..hi.max(lo)
     }
 
     /// Number of entries with a score in `[from, to]` for each start (the window end found once).
     fn counts(&self, from: &Starts, to: i64) -> [u64; MAX_WINDOWS] {
-        let hi = self.by_order.partition_point(|e| e.score <= to);
+        let hi = self.up_to(to);
         let mut n = [0; MAX_WINDOWS];
         for (n, from) in n.iter_mut().zip(from.as_slice()) {
             *n = hi.saturating_sub(self.by_order.partition_point(|e| e.score < *from)) as u64;
@@ -389,7 +404,7 @@ impl SortedSet {
                 index.insert(id, ts);
             }
             None if self.by_order.len() > INDEX_ABOVE => {
-                self.index = Some(self.by_order.iter().map(|e| (e.id, e.score)).collect());
+                self.index = Some(Box::new(self.by_order.iter().map(|e| (e.id, e.score)).collect()));
             }
             None => {}
         }
@@ -459,20 +474,15 @@ fn live<T>(map: &IdMap<Expiring<T>>, clock: Option<Clock>, key: Id) -> Option<&T
     map.get(&key).filter(|e| clock.is_none_or(|c| e.deadline > c.now)).map(|e| &e.value)
 }
 
-/// Runs `write` on the entry for `key`: created if missing, emptied if expired (Redis would have
+/// The entry for `key` to write to: created if missing, emptied if expired (Redis would have
 /// deleted it).
-fn write<T: Default, R>(
-    map: &mut IdMap<Expiring<T>>,
-    clock: Option<Clock>,
-    key: Id,
-    write: impl FnOnce(&mut Expiring<T>) -> R,
-) -> R {
+fn entry<T: Default>(map: &mut IdMap<Expiring<T>>, clock: Option<Clock>, key: Id) -> &mut Expiring<T> {
     let fresh = || Expiring { value: T::default(), deadline: i64::MAX };
     let e = map.entry(key).or_insert_with(fresh);
     if clock.is_some_and(|c| e.deadline <= c.now) {
         *e = fresh();
     }
-    write(e)
+    e
 }
 
 impl MemoryHistory {
@@ -522,31 +532,27 @@ impl MemoryHistory {
             Op::Add { key, member, ts, keep_after, max_len, ttl_s } => {
                 let k = key.hash;
                 let (member, id) = (whole(scratch, member), member.id);
-                let emptied = write(&mut self.sets, clock, k, |e| {
-                    e.value.add(member, id, *ts);
-                    e.value.trim(*keep_after, *max_len);
-                    e.deadline = reset(clock, *ttl_s);
-                    e.value.by_order.is_empty()
-                });
-                if emptied {
+                let e = entry(&mut self.sets, clock, k);
+                e.value.add(member, id, *ts);
+                e.value.trim(*keep_after, *max_len);
+                e.deadline = reset(clock, *ttl_s);
+                if e.value.by_order.is_empty() {
                     self.sets.remove(&k);
                 }
                 OpResult::Done
             }
             Op::FirstSeen { key, member, ts, ttl_s } => {
-                let (k, member) = (key.hash, member.id);
-                write(&mut self.maps, clock, k, |e| {
-                    // Set when new, extend when longer, never shorten: as `EXPIRE NX` + `EXPIRE GT`.
-                    let extended = reset(clock, *ttl_s);
-                    e.deadline = if e.value.is_empty() { extended } else { e.deadline.max(extended) };
-                    match e.value.get(&member) {
-                        Some(t) => OpResult::Time(Some(*t)),
-                        None => {
-                            e.value.insert(member, *ts);
-                            OpResult::Time(None)
-                        }
+                let e = entry(&mut self.maps, clock, key.hash);
+                // Set when new, extend when longer, never shorten: as `EXPIRE NX` + `EXPIRE GT`.
+                let extended = reset(clock, *ttl_s);
+                e.deadline = if e.value.is_empty() { extended } else { e.deadline.max(extended) };
+                match e.value.get(&member.id) {
+                    Some(t) => OpResult::Time(Some(*t)),
+                    None => {
+                        e.value.insert(member.id, *ts);
+                        OpResult::Time(None)
                     }
-                })
+                }
             }
             Op::Lookup { key, member } => {
                 let (k, member) = (key.hash, member.id);
@@ -554,14 +560,13 @@ impl MemoryHistory {
             }
             Op::Swap { key, value, ttl_s } => {
                 let value = whole(scratch, value);
-                write(&mut self.strings, clock, key.hash, |e| {
-                    e.deadline = reset(clock, *ttl_s);
-                    // A session's address and device rarely change: keep the stored text then.
-                    match &e.value {
-                        Some(old) if **old == *value => OpResult::Value(Some(old.clone())),
-                        _ => OpResult::Value(e.value.replace(Arc::from(value))),
-                    }
-                })
+                let e = entry(&mut self.strings, clock, key.hash);
+                e.deadline = reset(clock, *ttl_s);
+                // A session's address and device rarely change: keep the stored text then.
+                match &e.value {
+                    Some(old) if **old == *value => OpResult::Value(Some(old.clone())),
+                    _ => OpResult::Value(e.value.replace(Arc::from(value))),
+                }
             }
             Op::Get { key } => OpResult::Value(live(&self.strings, clock, key.hash).cloned().flatten()),
         }
