@@ -400,7 +400,8 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
     let device = ev.device_id.as_deref().map(Text::from);
     let session_device = device.map(|d| p.read(Op::Swap { key: Key::new("s:dv", sid), value: d, ttl_s: DAY_S }));
     let session_marks = Key::new("s:fs", sid);
-    let mark = |p: &mut Planner<'e>, member: Text<'static>, now: bool| {
+    // A mark is recorded when the event does it, and otherwise only looked up.
+    let mark = |p: &mut Planner<'e>, member: Text<'e>, now: bool| {
         let key = session_marks;
         if now { p.read(Op::FirstSeen { key, member, ts, ttl_s: DAY_S }) } else { p.read(Op::Lookup { key, member }) }
     };
@@ -412,14 +413,7 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
     let session_reset = mark(&mut p, RESET, ev.is(kind::PASSWORD_RESET));
     let reads_terms = ev.is(kind::PAGE_VIEW) && ev.path.as_deref().is_some_and(is_terms_page);
     let session_terms = mark(&mut p, TERMS, reads_terms);
-    let session_payee = payee.map(|payee| {
-        let (key, member) = (session_marks, Text::from(payee).prefixed("payee:"));
-        if ev.is(kind::ADD_PAYEE) {
-            p.read(Op::FirstSeen { key, member, ts, ttl_s: DAY_S })
-        } else {
-            p.read(Op::Lookup { key, member })
-        }
-    });
+    let session_payee = payee.map(|payee| mark(&mut p, Text::from(payee).prefixed("payee:"), ev.is(kind::ADD_PAYEE)));
 
     // IP.
     let [ip_fail_1m, ip_fail_1h, ip_fail_24h] =

@@ -350,19 +350,19 @@ impl SortedSet {
     /// Index of the first entry at or after `(ts, member)` in `(score, member)` order.
     fn position(&self, ts: i64, member: &str) -> usize {
         // Replay adds in time order: after the newest entry, without a search.
-        match self.by_order.back() {
-            Some(e) if (e.score, &*e.member) < (ts, member) => self.by_order.len(),
-            _ => self.by_order.partition_point(|e| (e.score, &*e.member) < (ts, member)),
-        }
+        self.count_while(|e| (e.score, &*e.member) < (ts, member))
     }
 
     /// Number of entries with a score of at most `to`: all of them when `to` is the newest
     /// event's time, as in replay.
     fn up_to(&self, to: i64) -> usize {
-        match self.by_order.back() {
-            Some(e) if e.score > to => self.by_order.partition_point(|e| e.score <= to),
-            _ => self.by_order.len(),
-        }
+        self.count_while(|e| e.score <= to)
+    }
+
+    /// Length of the leading run of entries that satisfy `pred` (which holds for a prefix of
+    /// the set), without a search when it holds for the newest entry too.
+    fn count_while(&self, pred: impl Fn(&Entry) -> bool) -> usize {
+        if self.by_order.back().is_none_or(&pred) { self.by_order.len() } else { self.by_order.partition_point(pred) }
     }
 
     /// Index range of entries with a score in `[from, to]`.
