@@ -761,9 +761,51 @@ impl Replayer {
         features
     }
 
+    /// Each of `events` with its features, in order: [`Replayer::replay`] with the next event's
+    /// text brought into the cache while this one is replayed. A lake's or a simulator's events,
+    /// sorted by time, point to strings scattered over the heap, and the first hash of each was
+    /// a cache miss: a tenth of replay's wall time for a twentieth of its instructions.
+    pub fn replay_all<'r, 'e>(
+        &'r mut self,
+        events: &'e [ClickEvent],
+    ) -> impl Iterator<Item = (&'e ClickEvent, FeatureVector)> + use<'r, 'e> {
+        events.iter().enumerate().map(move |(i, ev)| {
+            if let Some(next) = events.get(i + PREFETCH_AHEAD) {
+                prefetch_text(next);
+            }
+            (ev, self.replay(ev))
+        })
+    }
+
     pub fn history(&self) -> &MemoryHistory {
         &self.history
     }
+}
+
+/// How many events ahead [`Replayer::replay_all`] fetches text: one event's replay (~2 µs)
+/// covers a memory access many times over.
+const PREFETCH_AHEAD: usize = 1;
+
+/// Asks the CPU to bring the start of each string that replaying `ev` reads into the cache.
+fn prefetch_text(ev: &ClickEvent) {
+    let optional = [&ev.user_id, &ev.device_id, &ev.user_agent, &ev.path, &ev.country, &ev.payee_id];
+    for s in [&ev.event_id, &ev.session_id, &ev.event_type].into_iter().chain(optional.into_iter().flatten()) {
+        prefetch(s.as_ptr());
+    }
+}
+
+/// A cache hint for the line holding `at`; nothing on other architectures.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn prefetch(at: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint. It reads nothing into the program, cannot fault, and
+    // accepts any address; SSE, which it needs, is part of every x86-64 CPU.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
 }
 
 /// `v` emptied, as a vector of ops of another lifetime on the same allocation: ops are plain
@@ -939,6 +981,38 @@ mod tests {
         let (human_cv, _, _) = cv_after(&[0, 3000, 45_000, 8000, 120_000, 15_000, 2000]);
         assert!(bot_cv < 0.05 && human_cv > 0.8, "bot {bot_cv}, human {human_cv}");
         assert_eq!((bot_rate, n), (6.0, 6.0));
+    }
+
+    #[test]
+    fn replaying_a_slice_gives_each_event_what_replaying_it_alone_gives() {
+        let kinds = ["login", "page_view", "transfer", "add_payee", "password_reset"];
+        let events: Vec<ClickEvent> = (0..60_i64)
+            .map(|i| {
+                let user = format!("u{}", i % 4);
+                let ip = format!("10.0.{}.{}", i % 3, i % 5);
+                let mut e = ev(
+                    &format!("e{i}"),
+                    1_700_000_000_000 + i * 7_000,
+                    &format!("s{}", i % 6),
+                    Some(&user),
+                    kinds[i as usize % 5],
+                    &ip,
+                );
+                e.outcome = Some(if i % 3 == 0 { crate::Outcome::Failure } else { crate::Outcome::Success });
+                e.payee_id = Some(format!("p{}", i % 2));
+                e.amount = Some(10.0 * i as f64);
+                e
+            })
+            .collect();
+        let mut alone = Replayer::default();
+        let one_at_a_time: Vec<FeatureVector> = events.iter().map(|e| alone.replay(e)).collect();
+        let mut all = Replayer::default();
+        let sliced: Vec<(&ClickEvent, FeatureVector)> = all.replay_all(&events).collect();
+        assert_eq!(sliced.len(), events.len());
+        for ((e, f), (want_e, want)) in sliced.iter().zip(events.iter().zip(&one_at_a_time)) {
+            assert_eq!((&e.event_id, f), (&want_e.event_id, want));
+        }
+        assert!(one_at_a_time.iter().any(|f| f.get(F::UserFailedLogins1h) > 0.0), "history reached the features");
     }
 
     #[test]

@@ -24,8 +24,8 @@ fn replay(c: &mut Criterion) {
     g.bench_function("three_days_3000_customers", |b| {
         b.iter(|| {
             let mut replay = Replayer::new(MemoryHistory::expiring());
-            for e in &events {
-                black_box(replay.replay(e));
+            for (_, features) in replay.replay_all(&events) {
+                black_box(features);
             }
         })
     });

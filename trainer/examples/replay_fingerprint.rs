@@ -39,8 +39,8 @@ fn main() {
         let mut replay = Replayer::new(MemoryHistory::expiring());
         // FNV-1a over the bits of every feature of every event, in order.
         fingerprint = 0xcbf2_9ce4_8422_2325_u64;
-        for e in &events {
-            for x in replay.replay(e).0.iter() {
+        for (_, features) in replay.replay_all(&events) {
+            for x in features.0.iter() {
                 fingerprint = (fingerprint ^ x.to_bits()).wrapping_mul(0x100_0000_01b3);
             }
         }

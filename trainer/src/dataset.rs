@@ -176,11 +176,9 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
             }
             ds.split = Some(split);
         }
-        for ev in &events {
-            if ev.ts > ds.cutoff {
-                break;
-            }
-            let f = replay.replay(ev);
+        // Events come sorted by time; those after the cut-off are not replayed.
+        let known = &events[..events.partition_point(|e| e.ts <= ds.cutoff)];
+        for (ev, f) in replay.replay_all(known) {
             ds.first_ts = ds.first_ts.min(ev.ts);
             ds.last_ts = ds.last_ts.max(ev.ts);
             let session = session_hash(&ev.session_id);
