@@ -182,7 +182,7 @@ impl HistoryStore for RedisStore {
 pub mod contract_tests {
     use super::*;
 
-    fn add(key: Key<'static>, member: &'static str, ts: i64, keep_after: i64, max_len: usize) -> Op<'static> {
+    fn add(key: Key<'static>, member: &'static str, ts: i64, keep_after: i64, max_len: u32) -> Op<'static> {
         Op::Add { key, member: member.into(), ts, keep_after, max_len, ttl_s: 3600 }
     }
 

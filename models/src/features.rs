@@ -16,14 +16,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const MINUTE_MS: i64 = 60_000;
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 86_400_000;
-const DAY_S: u64 = 86_400;
+const DAY_S: u32 = 86_400;
 /// How long per-user first-seen maps live without activity (wall clock, memory bound only).
-const USER_TTL_S: u64 = 180 * DAY_S;
+const USER_TTL_S: u32 = 180 * DAY_S;
 /// …and for a username only ever seen in failed attempts (stuffing invents millions of them).
-const UNPROVEN_USER_TTL_S: u64 = 2 * DAY_S;
+const UNPROVEN_USER_TTL_S: u32 = 2 * DAY_S;
 /// Bounds on per-key set sizes, so that an attacker hammering one IP cannot grow memory.
-const MAX_SESSION_EVENTS: usize = 256;
-const MAX_SET: usize = 10_000;
+const MAX_SESSION_EVENTS: u32 = 256;
+const MAX_SET: u32 = 10_000;
 
 /// Bump when the meaning of any feature changes; the schema hash changes with it.
 pub const FEATURE_SCHEMA_VERSION: u32 = 3;
@@ -305,7 +305,7 @@ impl<'a> Planner<'a> {
     }
 }
 
-fn add<'a>(key: Key<'a>, member: Text<'a>, ts: i64, window: i64, max_len: usize, ttl_s: u64) -> Op<'a> {
+fn add<'a>(key: Key<'a>, member: Text<'a>, ts: i64, window: i64, max_len: u32, ttl_s: u32) -> Op<'a> {
     Op::Add { key, member, ts, keep_after: ts - window, max_len, ttl_s }
 }
 

@@ -214,14 +214,14 @@ pub enum Op<'a> {
     /// Put `member` at `ts` unless it is already at a later time; then drop members older than
     /// `keep_after`, keep only the newest `max_len`, and let the key expire after `ttl_s`
     /// of wall-clock inactivity (a memory bound only; windows are enforced by event time).
-    Add { key: Key<'a>, member: Text<'a>, ts: i64, keep_after: i64, max_len: usize, ttl_s: u64 },
+    Add { key: Key<'a>, member: Text<'a>, ts: i64, keep_after: i64, max_len: u32, ttl_s: u32 },
     /// First-seen time of `member` in map `key`, recording `ts` if it was not seen. The key's
     /// wall-clock expiry is set to `ttl_s` if it has none, and otherwise only ever extended.
-    FirstSeen { key: Key<'a>, member: Text<'a>, ts: i64, ttl_s: u64 },
+    FirstSeen { key: Key<'a>, member: Text<'a>, ts: i64, ttl_s: u32 },
     /// First-seen time of `member` in map `key`, without recording anything.
     Lookup { key: Key<'a>, member: Text<'a> },
     /// Sets string `key` to `value` and returns the previous value.
-    Swap { key: Key<'a>, value: Text<'a>, ttl_s: u64 },
+    Swap { key: Key<'a>, value: Text<'a>, ttl_s: u32 },
     /// Reads string `key`.
     Get { key: Key<'a> },
 }
@@ -465,8 +465,8 @@ struct Expiring<T> {
 }
 
 /// Deadline after a write that resets the TTL (Redis `EXPIRE`, `SET … EX`).
-fn reset(clock: Option<Clock>, ttl_s: u64) -> i64 {
-    clock.map_or(i64::MAX, |c| c.now.saturating_add((ttl_s as i64).saturating_mul(1000)))
+fn reset(clock: Option<Clock>, ttl_s: u32) -> i64 {
+    clock.map_or(i64::MAX, |c| c.now.saturating_add(i64::from(ttl_s).saturating_mul(1000)))
 }
 
 /// The live value of `key`, or `None` if there is none or it has expired.
@@ -534,7 +534,7 @@ impl MemoryHistory {
                 let (member, id) = (whole(scratch, member), member.id);
                 let e = entry(&mut self.sets, clock, k);
                 e.value.add(member, id, *ts);
-                e.value.trim(*keep_after, *max_len);
+                e.value.trim(*keep_after, *max_len as usize);
                 e.deadline = reset(clock, *ttl_s);
                 if e.value.by_order.is_empty() {
                     self.sets.remove(&k);
@@ -668,7 +668,7 @@ mod tests {
                 None => model.push((ts, member)),
             }
             model.sort();
-            while model.first().is_some_and(|(t, _)| *t < keep_after) || model.len() > max_len {
+            while model.first().is_some_and(|(t, _)| *t < keep_after) || model.len() > max_len as usize {
                 model.remove(0);
             }
             let want: Vec<(Arc<str>, i64)> = model.iter().map(|(t, m)| (m.as_str().into(), *t)).collect();

@@ -50,7 +50,7 @@ impl Reference {
                 }
                 set.sort();
                 set.retain(|(sc, _)| sc >= keep_after);
-                let excess = set.len().saturating_sub(*max_len);
+                let excess = set.len().saturating_sub(*max_len as usize);
                 set.drain(..excess);
                 if set.is_empty() {
                     self.sets.remove(&text(key));
@@ -120,7 +120,7 @@ fn op() -> impl Strategy<Value = Op<'static>> {
         }),
         (key.clone(), ts.clone(), 0i64..40).prop_map(|(key, from, len)| Op::Range { key, from, to: from + len - 10 }),
         (key.clone(), ts.clone(), 0i64..40).prop_map(|(key, from, len)| Op::Times { key, from, to: from + len - 10 }),
-        (key.clone(), member.clone(), ts.clone(), 0i64..60, 1usize..6).prop_map(|(key, member, ts, back, max_len)| {
+        (key.clone(), member.clone(), ts.clone(), 0i64..60, 1u32..6).prop_map(|(key, member, ts, back, max_len)| {
             Op::Add { key, member, ts, keep_after: ts - back, max_len, ttl_s: 0 }
         }),
         (key.clone(), member.clone(), ts).prop_map(|(key, member, ts)| Op::FirstSeen { key, member, ts, ttl_s: 0 }),
