@@ -208,8 +208,9 @@ async fn replaying_a_lake_the_sink_wrote_gives_the_features_the_enricher_served(
     let mut replay = models::features::Replayer::new(models::history::MemoryHistory::expiring());
     let mut replayed: HashMap<String, Vec<f64>> = HashMap::new();
     for (_, files) in lake.partitions(lake::EVENTS).unwrap() {
-        for e in lake.read_events(&files).unwrap().0 {
-            replayed.insert(e.event_id.clone(), replay.replay(&e).0);
+        let events = lake.read_events(&files).unwrap().0;
+        for (e, f) in replay.replay_all(&events) {
+            replayed.insert(e.event_id.clone(), f.0);
         }
     }
     let served = features(&lake);

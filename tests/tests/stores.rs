@@ -32,7 +32,7 @@ async fn replaying_a_stream_through_redis_and_memory_gives_identical_features() 
 
     // Offline: one event at a time through the in-memory history (what the trainer does).
     let mut mem = features::Replayer::new(MemoryHistory::new());
-    let offline: Vec<FeatureVector> = events.iter().map(|e| mem.replay(e)).collect();
+    let offline: Vec<FeatureVector> = mem.replay_all(&events).map(|(_, f)| f).collect();
 
     // Live: micro-batches, one pipelined Redis round trip each (what the enricher does).
     let live = e2e_tests::history::live_features(&redis, &events, 257).await;
