@@ -14,6 +14,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub const MINUTE_MS: i64 = 60_000;
+const TEN_MINUTES_MS: i64 = 10 * MINUTE_MS;
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 86_400_000;
 const DAY_S: u32 = 86_400;
@@ -26,7 +27,7 @@ const MAX_SESSION_EVENTS: u32 = 256;
 const MAX_SET: u32 = 10_000;
 
 /// Bump when the meaning of any feature changes; the schema hash changes with it.
-pub const FEATURE_SCHEMA_VERSION: u32 = 3;
+pub const FEATURE_SCHEMA_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transform {
@@ -124,6 +125,9 @@ features! {
     UserPasswordResets1h = "user_password_resets_1h", Log1p, "password resets for the user in the last hour";
     UserPayeeAdds1h = "user_payee_adds_1h", Log1p, "payees added by the user in the last hour";
     SessionFailedLogins = "session_failed_logins", Log1p, "failed logins earlier in the session";
+    UaFailedLoginUsers10m = "ua_failed_login_users_10m", Log1p, "distinct users with a failed login from this exact user agent in the last 10 minutes, site-wide (a stuffing wave rotates addresses, rarely its agent)";
+    UaFailedLoginUsers1h = "ua_failed_login_users_1h", Log1p, "distinct users with a failed login from this exact user agent in the last hour, site-wide";
+    UaFailedLoginShare10m = "ua_failed_login_share_10m", Identity, "share of the users who tried to log in from this user agent in the last 10 minutes that failed (0 when none)";
 }
 
 /// Stable identifier of this feature definition, carried on every enriched event and artifact.
@@ -232,6 +236,8 @@ struct Slots {
     user_resets_1h: Option<usize>,
     user_payee_adds_1h: Option<usize>,
     session_fails: usize,
+    ua_fail: Option<[usize; 2]>,
+    ua_logins: Option<usize>,
 }
 
 /// The history operations for one event and where their results land: reads, then writes
@@ -286,8 +292,9 @@ impl<'a> Planner<'a> {
         self.writes.push(op);
     }
 
-    /// Counts of `key` in each window before `ts`; when `record` is set, the event is added to
-    /// the set (kept as long as the longest window). Returns the slots in window order.
+    /// Counts of `key` in each window before `ts`; when `record` is set (the event's id, or the
+    /// user when distinct users are counted), it is added to the set (kept as long as the
+    /// longest window). Returns the slots in window order.
     fn counter<const N: usize>(
         &mut self,
         key: Key<'a>,
@@ -432,8 +439,17 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
     let device_fails =
         device.map(|d| p.counter(Key::new("dv:fl", d), ts, [HOUR_MS, DAY_MS], login_failed.then_some(id)));
 
-    // User.
+    // User agent, site-wide, on logins: a stuffing wave spreads over many addresses and users
+    // but rarely over many agents. Members are users, so one customer's retries count once.
     let mut s = Slots::default();
+    if let Some(agent) = ev.user_agent.as_deref().map(Text::from).filter(|_| is_login) {
+        let user = ev.user_id.as_deref().map(Text::from);
+        let fails = p.counter(Key::new("ua:fl", agent), ts, [TEN_MINUTES_MS, HOUR_MS], user.filter(|_| login_failed));
+        let [logins] = p.counter(Key::new("ua:lg", agent), ts, [TEN_MINUTES_MS], user);
+        (s.ua_fail, s.ua_logins) = (Some(fails), Some(logins));
+    }
+
+    // User.
     if let Some(user) = ev.user_id.as_deref().map(Text::from) {
         let seen = Key::new("u:seen", user);
         // Failed logins and resets do not prove the account exists; TTLs only ever grow, so
@@ -667,6 +683,12 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     set(F::UserPasswordResets1h, count(s.user_resets_1h));
     set(F::UserPayeeAdds1h, count(s.user_payee_adds_1h));
     set(F::SessionFailedLogins, n(s.session_fails));
+    let ua_fail = |window: usize| s.ua_fail.map_or(0.0, |f| n(f[window]));
+    set(F::UaFailedLoginUsers10m, ua_fail(0));
+    set(F::UaFailedLoginUsers1h, ua_fail(1));
+    let ua_logins = count(s.ua_logins);
+    // Users who failed are a subset of those who tried in the same window; `min` covers the caps.
+    set(F::UaFailedLoginShare10m, if ua_logins > 0.0 { (ua_fail(0) / ua_logins).min(1.0) } else { 0.0 });
 
     // Session shape from the timestamps of its earlier events.
     // Earlier events' times come in ascending order (the window is `[ts - 1 day, ts]`), so this
@@ -845,6 +867,49 @@ mod tests {
         let f = h.replay(&much_later);
         assert_eq!(f.get(F::UserFailedLogins1h), 0.0);
         assert_eq!(f.get(F::UserFailedLogins24h), 3.0);
+    }
+
+    #[test]
+    fn a_wave_of_failed_logins_from_rotating_addresses_shows_on_its_user_agent() {
+        let mut h = Replayer::default();
+        let t0 = 1_700_000_000_000;
+        let login = |id: &str, ts, user: &str, ip: &str, ua: &str, ok: bool| {
+            let mut e = ev(id, ts, id, Some(user), "login", ip);
+            e.user_agent = Some(ua.into());
+            e.outcome = Some(if ok { crate::Outcome::Success } else { crate::Outcome::Failure });
+            e
+        };
+        let (wave_ua, other_ua) = ("Agent/1.0", "Agent/2.0");
+        // A customer who retries a forgotten password counts once; a success counts as a try.
+        h.replay(&login("r1", t0, "alice", "9.9.9.9", wave_ua, false));
+        h.replay(&login("r2", t0 + 1_000, "alice", "9.9.9.9", wave_ua, false));
+        h.replay(&login("ok", t0 + 2_000, "bob", "9.9.9.8", wave_ua, true));
+        // Then eight users fail from eight addresses with the same agent.
+        for i in 0..8 {
+            h.replay(&login(
+                &format!("w{i}"),
+                t0 + 60_000 + i * 1_000,
+                &format!("v{i}"),
+                &format!("10.0.{i}.1"),
+                wave_ua,
+                false,
+            ));
+        }
+        let f = h.replay(&login("next", t0 + 120_000, "carol", "10.0.9.1", wave_ua, false));
+        assert_eq!(f.get(F::UaFailedLoginUsers10m), 9.0, "alice once, and the eight");
+        assert_eq!(f.get(F::UaFailedLoginUsers1h), 9.0);
+        assert!((f.get(F::UaFailedLoginShare10m) - 9.0 / 10.0).abs() < 1e-9, "bob tried and did not fail");
+        assert_eq!(f.get(F::IpFailedLogins1h), 0.0, "no address repeats");
+        let f = h.replay(&login("else", t0 + 120_000, "dave", "10.0.9.2", other_ua, false));
+        assert_eq!((f.get(F::UaFailedLoginUsers10m), f.get(F::UaFailedLoginShare10m)), (0.0, 0.0), "another agent");
+        // Past ten minutes the short window empties; the hour still counts the wave.
+        let f = h.replay(&login("late", t0 + 20 * MINUTE_MS, "erin", "10.0.9.3", wave_ua, false));
+        assert_eq!((f.get(F::UaFailedLoginUsers10m), f.get(F::UaFailedLoginShare10m)), (0.0, 0.0));
+        assert_eq!(f.get(F::UaFailedLoginUsers1h), 10.0, "alice, the eight and carol");
+        // Only logins are counted and carry these features.
+        let mut page = ev("p", t0 + 20 * MINUTE_MS, "sp", Some("frank"), "page_view", "10.0.9.4");
+        page.user_agent = Some(wave_ua.into());
+        assert_eq!(h.replay(&page).get(F::UaFailedLoginUsers1h), 0.0);
     }
 
     #[test]

@@ -397,4 +397,54 @@ mod tests {
         let p = Policy::load(&path).unwrap();
         assert!(!p.bands.is_empty() && p.rules.iter().any(|r| r.code == "blacklist_ip"));
     }
+
+    #[test]
+    fn the_shipped_policy_blocks_a_stuffing_wave_on_rotating_addresses_but_not_a_customers_retries() {
+        use models::features::Replayer;
+        use models::{ClickEvent, Outcome};
+        let path =
+            Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test")).join("../config/policy.toml");
+        let p = Policy::load(&path).unwrap();
+        let placeholder: models::ModelArtifact = serde_json::from_value(serde_json::json!({
+            "version": "v", "feature_schema": "x", "feature_names": [], "created_at": "",
+            "model": {"kind": "logistic", "mean": [], "scale": [], "coef": [], "intercept": 0.0}
+        }))
+        .unwrap();
+        let t = p.thresholds(&placeholder).unwrap();
+        let ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0";
+        let t0 = 1_780_000_000_000;
+        let login = |n: i64, user: &str, ip: [u8; 4], ok: bool| ClickEvent {
+            user_id: Some(user.into()),
+            user_agent: Some(ua.into()),
+            outcome: Some(if ok { Outcome::Success } else { Outcome::Failure }),
+            ..ClickEvent::new(&format!("e{n}"), t0 + n * 1_000, &format!("s{n}"), "login", ip.into())
+        };
+        let mut replay = Replayer::default();
+        let mut decide = |ev: &ClickEvent| p.decide(&t, 0.0, &[], &replay.replay(ev).0);
+        // A customer who has logged in from home before forgets the password six times.
+        assert_eq!(decide(&login(0, "alice", [81, 2, 3, 4], true)).action, Action::Allow);
+        for n in 1..=6 {
+            assert_eq!(decide(&login(n, "alice", [81, 2, 3, 4], false)).action, Action::Allow, "retry {n}");
+        }
+        // A wave: each of its addresses tries one user, with the customer's very agent.
+        let mut actions = Vec::new();
+        for n in 10..20 {
+            let d = decide(&login(n, &format!("victim{n}"), [185, 220, n as u8, 1], false));
+            actions.push(d.action);
+        }
+        // Alice counts once among the users who failed, so the wave's fifth attempt sees five.
+        assert!(actions[..4].iter().all(|a| *a == Action::Allow), "{actions:?}");
+        assert!(actions[4..].iter().all(|a| *a == Action::Block), "{actions:?}");
+        let d = decide(&login(20, "victim20", [185, 221, 0, 1], false));
+        assert_eq!(d.rules, vec!["credential_stuffing_agent"]);
+        // One of its hits: stepped up, not blocked.
+        let d = decide(&login(21, "bob", [185, 221, 1, 1], true));
+        assert_eq!(
+            (d.action, d.rules.as_slice()),
+            (Action::Challenge, &["credential_stuffing_agent_hit".to_string()][..])
+        );
+        // The customer, from home, during the wave: an address the customer used before.
+        assert_eq!(decide(&login(22, "alice", [81, 2, 3, 4], false)).action, Action::Allow);
+        assert_eq!(decide(&login(23, "alice", [81, 2, 3, 4], true)).action, Action::Allow);
+    }
 }

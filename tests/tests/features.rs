@@ -43,7 +43,8 @@ async fn run(stack: &Stack, script: &Script) -> Vec<FeatureVector> {
 }
 
 #[tokio::test]
-async fn credential_stuffing_shows_in_ip_subnet_device_and_user_windows() {
+async fn credential_stuffing_shows_in_ip_subnet_device_agent_and_user_windows() {
+    const AGENT: &str = "python-requests/2.31";
     let stack = Stack::start();
     let mut s = Script::default();
     // 30 usernames tried from one proxy IP and one device, a few seconds apart.
@@ -51,9 +52,11 @@ async fn credential_stuffing_shows_in_ip_subnet_device_and_user_windows() {
         let e = s.push(i * 5 * SEC, &format!("st{i}"), Some(&format!("victim{i}")), "login", "203.0.113.10");
         e.outcome = Some(Outcome::Failure);
         e.device_id = Some("stuffer-box".into());
+        e.user_agent = Some(AGENT.into());
     }
-    // A neighbour in the same /24, then the same IP a day and a bit later.
-    s.push(3 * MIN, "nb", Some("victim0"), "login", "203.0.113.99").outcome = Some(Outcome::Failure);
+    // A neighbour in the same /24 with the same agent, then the same IP a day and a bit later.
+    let nb = s.push(3 * MIN, "nb", Some("victim0"), "login", "203.0.113.99");
+    (nb.outcome, nb.user_agent) = (Some(Outcome::Failure), Some(AGENT.into()));
     s.push(DAY + 2 * HOUR, "late", Some("victim0"), "page_view", "203.0.113.10");
     let f = run(&stack, &s).await;
     let last_attempt = &f[29];
@@ -66,7 +69,11 @@ async fn credential_stuffing_shows_in_ip_subnet_device_and_user_windows() {
     assert_eq!(last_attempt.get(F::DeviceDistinctUsers24h), 29.0);
     assert_eq!(last_attempt.get(F::DeviceFailedLogins1h), 29.0);
     assert_eq!(last_attempt.get(F::IsLoginFailure), 1.0);
+    assert_eq!(last_attempt.get(F::UaFailedLoginUsers10m), 29.0, "site-wide, by agent");
+    assert_eq!(last_attempt.get(F::UaFailedLoginUsers1h), 29.0);
+    assert_eq!(last_attempt.get(F::UaFailedLoginShare10m), 1.0);
     let neighbour = &f[30];
+    assert_eq!(neighbour.get(F::UaFailedLoginUsers10m), 30.0, "victim0 tried again counts once");
     assert_eq!(neighbour.get(F::SubnetFailedLogins1h), 30.0, "the /24 saw every attempt");
     assert_eq!(neighbour.get(F::SubnetFailedLogins24h), 30.0);
     assert_eq!(neighbour.get(F::IpFailedLogins1h), 0.0, "a new address in the /24");
