@@ -249,6 +249,8 @@ pub struct Plan<'a> {
     writes: Vec<Op<'a>>,
     slots: Slots,
     texts: &'a Texts,
+    /// The event's user agent, hashed once for its keys and for the automation memo.
+    agent: Option<Text<'a>>,
 }
 
 impl<'a> Plan<'a> {
@@ -442,7 +444,8 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
     // User agent, site-wide, on logins: a stuffing wave spreads over many addresses and users
     // but rarely over many agents. Members are users, so one customer's retries count once.
     let mut s = Slots::default();
-    if let Some(agent) = ev.user_agent.as_deref().map(Text::from).filter(|_| is_login) {
+    let agent = ev.user_agent.as_deref().map(Text::from);
+    if let Some(agent) = agent.filter(|_| is_login) {
         let user = ev.user_id.as_deref().map(Text::from);
         let fails = p.counter(Key::new("ua:fl", agent), ts, [TEN_MINUTES_MS, HOUR_MS], user.filter(|_| login_failed));
         let [logins] = p.counter(Key::new("ua:lg", agent), ts, [TEN_MINUTES_MS], user);
@@ -526,7 +529,7 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
     s.ip_resets_1h = ip_resets_1h;
     s.session_fails = session_fails;
 
-    Plan { reads: p.ops, writes: p.writes, slots: s, texts }
+    Plan { reads: p.ops, writes: p.writes, slots: s, texts, agent }
 }
 
 const AUTOMATION_MARKERS: &[&str] = &[
@@ -566,8 +569,8 @@ fn is_terms_page(path: &str) -> bool {
     TERMS.is_match(path)
 }
 
-fn ua_automation(ua: Option<&str>) -> bool {
-    ua.is_some_and(|ua| SEEN_AGENTS.with_borrow_mut(|seen| seen.automation(ua)))
+fn ua_automation(agent: Option<Text>) -> bool {
+    agent.is_some_and(|agent| SEEN_AGENTS.with_borrow_mut(|seen| seen.automation(agent)))
 }
 
 /// The automation flag of recently seen user agents. A session sends the same agent with every
@@ -580,13 +583,13 @@ struct SeenAgents(Vec<Option<(u128, bool)>>);
 const SEEN_AGENTS_SLOTS: usize = 256;
 
 impl SeenAgents {
-    fn automation(&mut self, ua: &str) -> bool {
-        let id = xxhash_rust::xxh3::xxh3_128(ua.as_bytes());
+    fn automation(&mut self, agent: Text) -> bool {
+        let id = agent.hash();
         let slot = id as usize % SEEN_AGENTS_SLOTS;
         match self.0[slot] {
             Some((seen, flag)) if seen == id => flag,
             _ => {
-                let flag = AUTOMATION.is_match(ua);
+                let flag = AUTOMATION.is_match(agent.body());
                 self.0[slot] = Some((id, flag));
                 flag
             }
@@ -630,7 +633,7 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
         ),
     );
     set(F::Amount, if ev.is(kind::TRANSFER) { ev.amount.unwrap_or(0.0) } else { 0.0 });
-    set(F::UaAutomation, flag(ua_automation(ev.user_agent.as_deref())));
+    set(F::UaAutomation, flag(ua_automation(plan.agent)));
 
     set(F::UserKnown, flag(matches!(ro(s.user_known), Some(OpResult::Time(Some(_))))));
     set(F::UserDeviceNew, is_new(s.user_device));
@@ -1101,11 +1104,11 @@ mod tests {
             .collect();
         for round in 0..2 {
             for ua in agents.iter().rev().skip(round) {
-                assert_eq!(ua_automation(Some(ua)), AUTOMATION.is_match(ua.as_str()), "{ua}");
+                assert_eq!(ua_automation(Some(ua.into())), AUTOMATION.is_match(ua.as_str()), "{ua}");
             }
         }
-        assert!(ua_automation(Some("Mozilla/5.0 HeadlessChrome/0")));
-        assert!(!ua_automation(Some("Mozilla/5.0 Firefox/1")));
+        assert!(ua_automation(Some("Mozilla/5.0 HeadlessChrome/0".into())));
+        assert!(!ua_automation(Some("Mozilla/5.0 Firefox/1".into())));
         assert!(!ua_automation(None));
     }
 
