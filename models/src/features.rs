@@ -25,9 +25,12 @@ const UNPROVEN_USER_TTL_S: u32 = 2 * DAY_S;
 /// Bounds on per-key set sizes, so that an attacker hammering one IP cannot grow memory.
 const MAX_SESSION_EVENTS: u32 = 256;
 const MAX_SET: u32 = 10_000;
+/// How far back a transfer is compared with the user's earlier ones, and how many it keeps.
+const AMOUNT_HISTORY_MS: i64 = 30 * DAY_MS;
+const MAX_AMOUNT_HISTORY: u32 = 200;
 
 /// Bump when the meaning of any feature changes; the schema hash changes with it.
-pub const FEATURE_SCHEMA_VERSION: u32 = 4;
+pub const FEATURE_SCHEMA_VERSION: u32 = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transform {
@@ -128,6 +131,8 @@ features! {
     UaFailedLoginUsers10m = "ua_failed_login_users_10m", Log1p, "distinct users with a failed login from this exact user agent in the last 10 minutes, site-wide (a stuffing wave rotates addresses, rarely its agent)";
     UaFailedLoginUsers1h = "ua_failed_login_users_1h", Log1p, "distinct users with a failed login from this exact user agent in the last hour, site-wide";
     UaFailedLoginShare10m = "ua_failed_login_share_10m", Identity, "share of the users who tried to log in from this user agent in the last 10 minutes that failed (0 when none)";
+    UserTransfers30d = "user_transfers_30d", Log1p, "on a transfer: the user's transfers in the 30 days before it";
+    AmountVsUserMax30d = "amount_vs_user_max_30d", Log1p, "on a transfer: its amount over the largest of the user's transfers in the 30 days before it (0 without one)";
 }
 
 /// Stable identifier of this feature definition, carried on every enriched event and artifact.
@@ -238,6 +243,7 @@ struct Slots {
     session_fails: usize,
     ua_fail: Option<[usize; 2]>,
     ua_logins: Option<usize>,
+    user_amounts: Option<usize>,
 }
 
 /// The history operations for one event and where their results land: reads, then writes
@@ -484,7 +490,13 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
         let transfers = Key::new("u:tx", user);
         s.user_transfers = Some(p.read(Op::Range { key: transfers, from: ts - DAY_MS, to: ts }));
         if ev.is(kind::TRANSFER) {
-            p.write(add(transfers, Text::from(&texts.transfer), ts, DAY_MS, MAX_SET, 2 * DAY_S));
+            let member = Text::from(&texts.transfer);
+            p.write(add(transfers, member, ts, DAY_MS, MAX_SET, 2 * DAY_S));
+            // A month of the user's amounts, read only by transfers: what is usual for this user.
+            let amounts = Key::new("u:ta", user);
+            s.user_amounts = Some(p.read(Op::Range { key: amounts, from: ts - AMOUNT_HISTORY_MS, to: ts }));
+            let ttl = 31 * DAY_S;
+            p.write(add(amounts, member, ts, AMOUNT_HISTORY_MS, MAX_AMOUNT_HISTORY, ttl));
         }
         let last_login = Key::new("u:ll", user);
         s.last_login = Some(if login_ok {
@@ -602,6 +614,11 @@ thread_local! {
         std::cell::RefCell::new(SeenAgents(vec![None; SEEN_AGENTS_SLOTS]));
 }
 
+/// The amount of a transfer as a set holds it (`event_id|amount`).
+fn transfer_amount((member, _): &(std::sync::Arc<str>, i64)) -> Option<f64> {
+    member.rsplit_once('|').and_then(|(_, a)| a.parse().ok())
+}
+
 /// Computes the feature vector from a plan's results (`results[i]` answers the `i`th of
 /// [`Plan::ops`]; the writes' results, at the end, may be left out).
 pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVector {
@@ -662,15 +679,14 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     set(F::UserPasswordResets24h, count(s.user_resets_24h));
     let transfers = ro(s.user_transfers).map(OpResult::range).unwrap_or(&[]);
     set(F::UserTransfers24h, transfers.len() as f64);
-    let amount_24h: f64 =
-        transfers.iter().filter_map(|(m, _)| m.rsplit_once('|').and_then(|(_, a)| a.parse::<f64>().ok())).sum();
-    set(F::UserTransferAmount24h, amount_24h);
+    set(F::UserTransferAmount24h, transfers.iter().filter_map(transfer_amount).sum());
     let last_hour = || transfers.iter().filter(|(_, t)| *t >= ts - HOUR_MS);
     set(F::UserTransfers1h, last_hour().count() as f64);
-    set(
-        F::UserTransferAmount1h,
-        last_hour().filter_map(|(m, _)| m.rsplit_once('|').and_then(|(_, a)| a.parse::<f64>().ok())).sum(),
-    );
+    set(F::UserTransferAmount1h, last_hour().filter_map(transfer_amount).sum());
+    let month = ro(s.user_amounts).map(OpResult::range).unwrap_or(&[]);
+    set(F::UserTransfers30d, month.len() as f64);
+    let largest = month.iter().filter_map(transfer_amount).fold(0.0, f64::max);
+    set(F::AmountVsUserMax30d, if largest > 0.0 { ev.amount.unwrap_or(0.0) / largest } else { 0.0 });
     set(F::UserPayeeNew, is_new(s.user_payee));
 
     set(F::IpFailedLogins1h, n(s.ip_fail_1h));
@@ -913,6 +929,31 @@ mod tests {
         let mut page = ev("p", t0 + 20 * MINUTE_MS, "sp", Some("frank"), "page_view", "10.0.9.4");
         page.user_agent = Some(wave_ua.into());
         assert_eq!(h.replay(&page).get(F::UaFailedLoginUsers1h), 0.0);
+    }
+
+    #[test]
+    fn a_transfer_is_measured_against_the_largest_of_the_users_month() {
+        let mut h = Replayer::default();
+        let t0 = 1_700_000_000_000;
+        let pay = |h: &mut Replayer, id: &str, ts: i64, user: &str, amount: f64| {
+            let mut e = ev(id, ts, id, Some(user), "transfer", "1.2.3.4");
+            (e.amount, e.payee_id) = (Some(amount), Some("landlord".into()));
+            h.replay(&e)
+        };
+        let f = pay(&mut h, "first", t0, "u1", 400.0);
+        assert_eq!((f.get(F::UserTransfers30d), f.get(F::AmountVsUserMax30d)), (0.0, 0.0), "nothing to compare with");
+        pay(&mut h, "rent", t0 + 10 * DAY_MS, "u1", 800.0);
+        pay(&mut h, "other user", t0 + 10 * DAY_MS, "u2", 50.0);
+        let f = pay(&mut h, "scam", t0 + 20 * DAY_MS, "u1", 4_000.0);
+        assert_eq!(f.get(F::UserTransfers30d), 2.0);
+        assert_eq!(f.get(F::AmountVsUserMax30d), 5.0, "4000 against the 800 rent");
+        // 31 days after the first and 21 after the rent: only the rent and the scam remain.
+        let f = pay(&mut h, "later", t0 + 31 * DAY_MS, "u1", 400.0);
+        assert_eq!(f.get(F::UserTransfers30d), 2.0);
+        assert_eq!(f.get(F::AmountVsUserMax30d), 0.1);
+        // Other events do not read the month.
+        let f = h.replay(&ev("view", t0 + 31 * DAY_MS, "v", Some("u1"), "page_view", "1.2.3.4"));
+        assert_eq!((f.get(F::UserTransfers30d), f.get(F::AmountVsUserMax30d)), (0.0, 0.0));
     }
 
     #[test]

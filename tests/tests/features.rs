@@ -131,7 +131,12 @@ async fn mule_fan_in_and_new_payee_then_transfer() {
         e.payee_id = Some("mule-1".into());
         e.amount = Some(900.0);
     }
-    // A scam victim adds a payee and sends money to it 90 s later, twice in the hour.
+    // Bob pays his landlord twice, as usual.
+    for (i, amount) in [(1, 400.0), (2, 800.0)] {
+        let t = s.push(i * HOUR, &format!("rent{i}"), Some("bob"), "transfer", "81.2.69.30");
+        (t.payee_id, t.amount) = (Some("landlord".into()), Some(amount));
+    }
+    // Then, a scam's victim, he adds a payee and sends money to it 90 s later, twice in the hour.
     let add = s.push(10 * HOUR, "scam", Some("bob"), "add_payee", "81.2.69.30");
     add.payee_id = Some("fresh-payee".into());
     for (i, amount) in [(0, 2_500.0), (1, 1_500.0)] {
@@ -142,20 +147,24 @@ async fn mule_fan_in_and_new_payee_then_transfer() {
     let f = run(&stack, &s).await;
     assert_eq!(f[5].get(F::PayeeDistinctPayers24h), 5.0);
     assert_eq!(f[0].get(F::PayeeDistinctPayers24h), 0.0);
-    let added = &f[6];
+    let added = &f[8];
     assert_eq!((added.get(F::IsAddPayee), added.get(F::UserPayeeNew)), (1.0, 1.0));
     assert_eq!(added.get(F::UserPayeeAdds1h), 0.0, "not counting itself");
-    let first_transfer = &f[7];
+    assert_eq!(added.get(F::AmountVsUserMax30d), 0.0, "only transfers are compared");
+    let first_transfer = &f[9];
     assert_eq!(first_transfer.get(F::SessionPayeeAddedHere), 1.0);
     assert_eq!(first_transfer.get(F::SessionSecsSincePayeeAdd), 90.0);
     assert_eq!(first_transfer.get(F::UserPayeeNew), 0.0, "the payee was added first");
     assert_eq!(first_transfer.get(F::UserPayeeAdds1h), 1.0);
     assert_eq!(first_transfer.get(F::UserPayeeAdds24h), 1.0);
     assert_eq!(first_transfer.get(F::Amount), 2_500.0);
-    let second = &f[8];
+    assert_eq!(first_transfer.get(F::UserTransfers30d), 2.0);
+    assert_eq!(first_transfer.get(F::AmountVsUserMax30d), 2_500.0 / 800.0, "against the larger rent");
+    let second = &f[10];
     assert_eq!(second.get(F::UserTransfers1h), 1.0);
     assert_eq!(second.get(F::UserTransferAmount1h), 2_500.0);
-    assert_eq!(second.get(F::UserTransferAmount24h), 2_500.0);
+    assert_eq!(second.get(F::UserTransferAmount24h), 2_500.0 + 400.0 + 800.0);
+    assert_eq!(second.get(F::AmountVsUserMax30d), 0.6, "against the first scam transfer");
 }
 
 #[tokio::test]
