@@ -18,13 +18,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const START: i64 = 1_780_000_000_000 - 1_780_000_000_000 % DAY_MS;
 
 fn arg<T: std::str::FromStr>(n: usize, default: T) -> T {
-    match std::env::args().nth(n) {
-        None => default,
-        Some(a) => a.parse().unwrap_or_else(|_| {
-            eprintln!("usage: replay_fingerprint [PASSES] [DAYS] [CUSTOMERS] (whole numbers; got {a:?})");
-            std::process::exit(2)
-        }),
-    }
+    fixtures::positional_arg(n, default, "replay_fingerprint [PASSES] [DAYS] [CUSTOMERS] (whole numbers)")
 }
 
 fn main() {
