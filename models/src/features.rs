@@ -28,6 +28,8 @@ const MAX_SET: u32 = 10_000;
 /// How far back a transfer is compared with the user's earlier ones, and how many it keeps.
 const AMOUNT_HISTORY_MS: i64 = 30 * DAY_MS;
 const MAX_AMOUNT_HISTORY: u32 = 200;
+/// …and how long an idle user's month of amounts lives (wall clock, memory bound only).
+const AMOUNT_HISTORY_TTL_S: u32 = 31 * DAY_S;
 
 /// Bump when the meaning of any feature changes; the schema hash changes with it.
 pub const FEATURE_SCHEMA_VERSION: u32 = 5;
@@ -495,8 +497,7 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
             // A month of the user's amounts, read only by transfers: what is usual for this user.
             let amounts = Key::new("u:ta", user);
             s.user_amounts = Some(p.read(Op::Range { key: amounts, from: ts - AMOUNT_HISTORY_MS, to: ts }));
-            let ttl = 31 * DAY_S;
-            p.write(add(amounts, member, ts, AMOUNT_HISTORY_MS, MAX_AMOUNT_HISTORY, ttl));
+            p.write(add(amounts, member, ts, AMOUNT_HISTORY_MS, MAX_AMOUNT_HISTORY, AMOUNT_HISTORY_TTL_S));
         }
         let last_login = Key::new("u:ll", user);
         s.last_login = Some(if login_ok {
