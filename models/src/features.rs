@@ -257,7 +257,7 @@ pub struct Plan<'a> {
     writes: Vec<Op<'a>>,
     slots: Slots,
     texts: &'a Texts,
-    /// The event's user agent, hashed once for its keys and for the automation memo.
+    /// The event's user agent, hashed once for the automation memo.
     agent: Option<Text<'a>>,
 }
 
@@ -336,6 +336,9 @@ pub struct Texts {
     transfer: String,
     /// `country|ts`: the user's last successful login.
     last_login: String,
+    /// On a login, the user agent's 128-bit XXH3 in hex: the agent's keys are named by it, so
+    /// that an agent of any length (attackers choose it) makes a key of 32 characters.
+    agent: String,
 }
 
 impl Texts {
@@ -348,7 +351,7 @@ impl Texts {
     /// Renders `ev`'s texts into this one's buffers (replay reuses one for every event).
     pub fn fill(&mut self, ev: &ClickEvent) {
         use std::fmt::Write as _;
-        for s in [&mut self.ip, &mut self.net, &mut self.transfer, &mut self.last_login] {
+        for s in [&mut self.ip, &mut self.net, &mut self.transfer, &mut self.last_login, &mut self.agent] {
             s.clear();
         }
         write_addr(&mut self.ip, ev.ip);
@@ -359,8 +362,14 @@ impl Texts {
         if ev.is(kind::LOGIN) && ev.succeeded() {
             let _ = write!(self.last_login, "{}|{}", ev.country.as_deref().unwrap_or(""), ev.ts);
         }
+        if let Some(agent) = ev.user_agent.as_deref().filter(|_| ev.is(kind::LOGIN)) {
+            let digest = xxhash_rust::xxh3::xxh3_128(agent.as_bytes());
+            self.agent.extend((0..32).rev().map(|i| HEX[(digest >> (4 * i)) as usize & 0xf] as char));
+        }
     }
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Lists the history reads and writes for `ev`, whose [`Texts`] are `texts`.
 pub fn plan<'e>(ev: &'e ClickEvent, texts: &'e Texts) -> Plan<'e> {
@@ -453,10 +462,10 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
     // but rarely over many agents. Members are users, so one customer's retries count once.
     let mut s = Slots::default();
     let agent = ev.user_agent.as_deref().map(Text::from);
-    if let Some(agent) = agent.filter(|_| is_login) {
-        let user = ev.user_id.as_deref().map(Text::from);
-        let fails = p.counter(Key::new("ua:fl", agent), ts, [TEN_MINUTES_MS, HOUR_MS], user.filter(|_| login_failed));
-        let [logins] = p.counter(Key::new("ua:lg", agent), ts, [TEN_MINUTES_MS], user);
+    if agent.is_some() && is_login {
+        let (digest, user) = (Text::from(&texts.agent), ev.user_id.as_deref().map(Text::from));
+        let fails = p.counter(Key::new("ua:fl", digest), ts, [TEN_MINUTES_MS, HOUR_MS], user.filter(|_| login_failed));
+        let [logins] = p.counter(Key::new("ua:lg", digest), ts, [TEN_MINUTES_MS], user);
         (s.ua_fail, s.ua_logins) = (Some(fails), Some(logins));
     }
 
@@ -930,6 +939,32 @@ mod tests {
         let mut page = ev("p", t0 + 20 * MINUTE_MS, "sp", Some("frank"), "page_view", "10.0.9.4");
         page.user_agent = Some(wave_ua.into());
         assert_eq!(h.replay(&page).get(F::UaFailedLoginUsers1h), 0.0);
+    }
+
+    #[test]
+    fn an_agent_of_any_length_names_keys_of_the_same_short_length() {
+        let agent_keys = |ua: String| {
+            let mut e = ev("a", 1_700_000_000_000, "s", Some("u"), "login", "1.2.3.4");
+            e.user_agent = Some(ua);
+            let texts = Texts::of(&e);
+            let p = plan(&e, &texts);
+            let keys: Vec<String> = p
+                .ops()
+                .filter_map(|op| match op {
+                    Op::Count { key, .. } | Op::Add { key, .. } => Some(key.to_string()),
+                    _ => None,
+                })
+                .filter(|k| k.starts_with("fd:ua:"))
+                .collect();
+            keys
+        };
+        let (short, long) = (agent_keys("curl/8".into()), agent_keys("x:%".repeat(341)));
+        assert_eq!(short.len(), 3, "two counts and the login's add: {short:?}");
+        for k in short.iter().chain(&long) {
+            assert_eq!(k.len(), "fd:ua:fl:".len() + 32, "{k}");
+        }
+        assert_ne!(short, long);
+        assert_eq!(short, agent_keys("curl/8".into()), "the same agent, the same keys");
     }
 
     #[test]
