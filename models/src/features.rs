@@ -257,8 +257,6 @@ pub struct Plan<'a> {
     writes: Vec<Op<'a>>,
     slots: Slots,
     texts: &'a Texts,
-    /// The event's user agent, hashed once for the automation memo.
-    agent: Option<Text<'a>>,
 }
 
 impl<'a> Plan<'a> {
@@ -336,9 +334,11 @@ pub struct Texts {
     transfer: String,
     /// `country|ts`: the user's last successful login.
     last_login: String,
-    /// On a login, the user agent's 128-bit XXH3 in hex: the agent's keys are named by it, so
-    /// that an agent of any length (attackers choose it) makes a key of 32 characters.
+    /// On a login, the user agent's digest in hex: the agent's keys are named by it, so that an
+    /// agent of any length (attackers choose it) makes a key of 32 characters.
     agent: String,
+    /// The user agent's 128-bit XXH3, taken once per event for its keys and the automation memo.
+    agent_digest: Option<u128>,
 }
 
 impl Texts {
@@ -362,8 +362,8 @@ impl Texts {
         if ev.is(kind::LOGIN) && ev.succeeded() {
             let _ = write!(self.last_login, "{}|{}", ev.country.as_deref().unwrap_or(""), ev.ts);
         }
-        if let Some(agent) = ev.user_agent.as_deref().filter(|_| ev.is(kind::LOGIN)) {
-            let digest = xxhash_rust::xxh3::xxh3_128(agent.as_bytes());
+        self.agent_digest = ev.user_agent.as_deref().map(|a| xxhash_rust::xxh3::xxh3_128(a.as_bytes()));
+        if let Some(digest) = self.agent_digest.filter(|_| ev.is(kind::LOGIN)) {
             self.agent.extend((0..32).rev().map(|i| HEX[(digest >> (4 * i)) as usize & 0xf] as char));
         }
     }
@@ -461,8 +461,7 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
     // User agent, site-wide, on logins: a stuffing wave spreads over many addresses and users
     // but rarely over many agents. Members are users, so one customer's retries count once.
     let mut s = Slots::default();
-    let agent = ev.user_agent.as_deref().map(Text::from);
-    if agent.is_some() && is_login {
+    if is_login && ev.user_agent.is_some() {
         let (digest, user) = (Text::from(&texts.agent), ev.user_id.as_deref().map(Text::from));
         let fails = p.counter(Key::new("ua:fl", digest), ts, [TEN_MINUTES_MS, HOUR_MS], user.filter(|_| login_failed));
         let [logins] = p.counter(Key::new("ua:lg", digest), ts, [TEN_MINUTES_MS], user);
@@ -551,7 +550,7 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
     s.ip_resets_1h = ip_resets_1h;
     s.session_fails = session_fails;
 
-    Plan { reads: p.ops, writes: p.writes, slots: s, texts, agent }
+    Plan { reads: p.ops, writes: p.writes, slots: s, texts }
 }
 
 const AUTOMATION_MARKERS: &[&str] = &[
@@ -591,8 +590,9 @@ fn is_terms_page(path: &str) -> bool {
     TERMS.is_match(path)
 }
 
-fn ua_automation(agent: Option<Text>) -> bool {
-    agent.is_some_and(|agent| SEEN_AGENTS.with_borrow_mut(|seen| seen.automation(agent)))
+/// Whether the agent (with its digest) names an automation tool.
+fn ua_automation(agent: Option<(&str, u128)>) -> bool {
+    agent.is_some_and(|(agent, digest)| SEEN_AGENTS.with_borrow_mut(|seen| seen.automation(agent, digest)))
 }
 
 /// The automation flag of recently seen user agents. A session sends the same agent with every
@@ -605,13 +605,12 @@ struct SeenAgents(Vec<Option<(u128, bool)>>);
 const SEEN_AGENTS_SLOTS: usize = 256;
 
 impl SeenAgents {
-    fn automation(&mut self, agent: Text) -> bool {
-        let id = agent.hash();
+    fn automation(&mut self, agent: &str, id: u128) -> bool {
         let slot = id as usize % SEEN_AGENTS_SLOTS;
         match self.0[slot] {
             Some((seen, flag)) if seen == id => flag,
             _ => {
-                let flag = AUTOMATION.is_match(agent.body());
+                let flag = AUTOMATION.is_match(agent);
                 self.0[slot] = Some((id, flag));
                 flag
             }
@@ -660,7 +659,7 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
         ),
     );
     set(F::Amount, if ev.is(kind::TRANSFER) { ev.amount.unwrap_or(0.0) } else { 0.0 });
-    set(F::UaAutomation, flag(ua_automation(plan.agent)));
+    set(F::UaAutomation, flag(ua_automation(ev.user_agent.as_deref().zip(plan.texts.agent_digest))));
 
     set(F::UserKnown, flag(matches!(ro(s.user_known), Some(OpResult::Time(Some(_))))));
     set(F::UserDeviceNew, is_new(s.user_device));
@@ -1173,6 +1172,9 @@ mod tests {
 
     #[test]
     fn the_user_agent_memo_answers_as_a_fresh_scan_does_when_agents_share_slots() {
+        fn digested(ua: &str) -> Option<(&str, u128)> {
+            Some((ua, xxhash_rust::xxh3::xxh3_128(ua.as_bytes())))
+        }
         // Four times as many agents as slots, so entries are replaced and slots shared.
         let agents: Vec<String> = (0..4 * SEEN_AGENTS_SLOTS)
             .map(|i| {
@@ -1181,11 +1183,11 @@ mod tests {
             .collect();
         for round in 0..2 {
             for ua in agents.iter().rev().skip(round) {
-                assert_eq!(ua_automation(Some(ua.into())), AUTOMATION.is_match(ua.as_str()), "{ua}");
+                assert_eq!(ua_automation(digested(ua)), AUTOMATION.is_match(ua.as_str()), "{ua}");
             }
         }
-        assert!(ua_automation(Some("Mozilla/5.0 HeadlessChrome/0".into())));
-        assert!(!ua_automation(Some("Mozilla/5.0 Firefox/1".into())));
+        assert!(ua_automation(digested("Mozilla/5.0 HeadlessChrome/0")));
+        assert!(!ua_automation(digested("Mozilla/5.0 Firefox/1")));
         assert!(!ua_automation(None));
     }
 

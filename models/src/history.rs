@@ -49,16 +49,6 @@ impl<'a> Text<'a> {
         out.push_str(self.body);
     }
 
-    /// The text after the prefix.
-    pub(crate) fn body(&self) -> &'a str {
-        self.body
-    }
-
-    /// The whole text's 128-bit hash (a memo of the text's properties can key on it).
-    pub(crate) fn hash(&self) -> u128 {
-        self.id
-    }
-
     /// The whole text when it has no prefix, which needs no joining.
     fn as_plain(&self) -> Option<&'a str> {
         self.prefix.is_empty().then_some(self.body)

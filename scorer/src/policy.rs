@@ -405,12 +405,8 @@ mod tests {
         let path =
             Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test")).join("../config/policy.toml");
         let p = Policy::load(&path).unwrap();
-        let placeholder: models::ModelArtifact = serde_json::from_value(serde_json::json!({
-            "version": "v", "feature_schema": "x", "feature_names": [], "created_at": "",
-            "model": {"kind": "logistic", "mean": [], "scale": [], "coef": [], "intercept": 0.0}
-        }))
-        .unwrap();
-        let t = p.thresholds(&placeholder).unwrap();
+        // A score of 0 reaches no band: only the rules act.
+        let t = vec![1.0; p.bands.len()];
         let ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0";
         let t0 = 1_780_000_000_000;
         let login = |n: i64, user: &str, ip: [u8; 4], ok: bool| ClickEvent {
