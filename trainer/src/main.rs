@@ -1,38 +1,16 @@
-use clap::{Parser, Subcommand};
-use trainer::run::{BackfillArgs, TrainArgs};
-use trainer::schedule::ScheduleArgs;
-use trainer::sink::{Sink, SinkArgs, SinkMetrics};
+use clap::Parser;
+use trainer::cli::{Cli, Cmd};
+use trainer::sink::{Sink, SinkMetrics};
 
 // Replay allocates small strings by the million (history keys, members); mimalloc takes about a
 // third off replay time against glibc malloc (`cargo bench -p trainer --bench replay`).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[derive(Parser)]
-#[command(name = "trainer", version, about = "Trains, evaluates and promotes fraud models from the lake")]
-struct Cli {
-    /// Address for /metrics, /healthz and /readyz while the command runs.
-    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:9103", global = true)]
-    http_addr: std::net::SocketAddr,
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Train on the lake, evaluate on a time-based holdout, register, promote if better.
-    Train(TrainArgs),
-    /// Replay the lake's events into Redis so live features start with full history.
-    Backfill(BackfillArgs),
-    /// Run as the lake sink: write the event, feature, verdict and label topics into the lake.
-    Sink(SinkArgs),
-    /// Compact the lake and retrain on a cron schedule (runs never overlap).
-    Schedule(ScheduleArgs),
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let cmd = cli.cmd.resolved();
     platform::init_tracing();
     let shutdown = platform::shutdown::on_signals();
     let registry = platform::metrics::service_registry("trainer");
@@ -40,14 +18,15 @@ async fn main() -> anyhow::Result<()> {
     let sink_metrics = SinkMetrics::register(&registry)?;
     // The sink and the schedule stop on the signal themselves (the sink drains its buffers into
     // the lake first); a one-off command is cut short.
-    let stops_itself = matches!(cli.cmd, Cmd::Sink(_) | Cmd::Schedule(_));
+    let stops_itself = cmd.stops_itself();
     let ready = platform::http::Readiness::default();
     ready.set(true);
     let (_, http) =
         platform::http::serve(cli.http_addr, axum::Router::new(), registry, ready, shutdown.clone()).await?;
     let job = async {
-        match cli.cmd {
-            Cmd::Train(args) => {
+        match cmd {
+            Cmd::Train(cmd) => {
+                let args = cmd.train;
                 let args2 = args.clone();
                 let out = tokio::task::spawn_blocking(move || trainer::run::train(&args2)).await?;
                 metrics.set(&platform::trainer_status::read(&args.registry).unwrap_or_default());

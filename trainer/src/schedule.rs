@@ -14,7 +14,13 @@ use tokio_util::sync::CancellationToken;
 pub struct ScheduleArgs {
     /// When to run, as a cron expression in UTC: five fields (`min hour day month weekday`,
     /// as crontab) or six/seven with seconds first (and a year last).
-    #[arg(long, env = "TRAIN_SCHEDULE", default_value = "0 3 * * *")]
+    #[arg(
+        long,
+        visible_alias = "schedule",
+        env = "TRAIN_SCHEDULE",
+        default_value = "0 3 * * *",
+        value_parser = cron_arg
+    )]
     pub cron: String,
     /// Also run once right away, then on the schedule.
     #[arg(long, env = "RUN_AT_START", default_value_t = false)]
@@ -32,6 +38,11 @@ pub fn parse(expr: &str) -> anyhow::Result<cron::Schedule> {
             "{expr:?} is not a cron expression; use five fields as in crontab, e.g. \"0 3 * * *\" for 03:00 UTC daily"
         )
     })
+}
+
+/// A cron expression argument, checked when the command line is parsed.
+pub fn cron_arg(expr: &str) -> Result<String, String> {
+    parse(expr).map(|_| expr.to_string()).map_err(|e| format!("{e:#}"))
 }
 
 /// The next `n` times the schedule fires after `after`.
