@@ -1,5 +1,6 @@
 //! The `trainer` command line. Kept in the library so that tests parse it as the binary does.
 
+use crate::evaluate::EvaluateArgs;
 use crate::run::{BackfillArgs, TrainArgs};
 use crate::schedule::ScheduleArgs;
 use crate::sink::SinkArgs;
@@ -20,6 +21,9 @@ pub enum Cmd {
     /// Train on the lake, evaluate on a time-based holdout, register, promote if better; with
     /// `--schedule`, compact the lake and do so on a cron schedule.
     Train(TrainCmd),
+    /// Score a registered model on the lake's newest window whose labels are in (drift, another
+    /// site's history, two versions side by side), without registering anything.
+    Evaluate(EvaluateArgs),
     /// Replay the lake's events into Redis so live features start with full history.
     Backfill(BackfillArgs),
     /// Run as the lake sink: write the event, feature, verdict and label topics into the lake.

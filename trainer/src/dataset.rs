@@ -36,6 +36,9 @@ pub struct Options {
     /// whole (by a hash of their id); every session with a fraud label is kept. Validation and
     /// test are never sampled, so calibration and evaluation see the real class balance.
     pub max_train_rows: usize,
+    /// With `label_delay_days`: instead of a split, keep only the rows of this many days before
+    /// the label delay (the newest window whose labels are in), as `trainer evaluate` scores.
+    pub recent_days: Option<f64>,
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +46,8 @@ pub struct Dataset {
     pub rows: Vec<Row>,
     /// The windows, when the options asked for a split.
     pub split: Option<Split>,
+    /// The recent window, when the options asked for one instead of a split.
+    pub window: Option<(i64, i64)>,
     /// Share of legitimate training sessions kept (1: all).
     pub train_sample_rate: f64,
     pub first_ts: i64,
@@ -113,6 +118,11 @@ impl Truth {
     }
 }
 
+/// A number of days, which may be fractional, in milliseconds.
+fn days_ms(days: f64) -> i64 {
+    (days * DAY_MS as f64) as i64
+}
+
 fn session_hash(id: &str) -> u64 {
     use std::hash::BuildHasher;
     foldhash::fast::FixedState::with_seed(0x5e55_1045).hash_one(id)
@@ -161,6 +171,13 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
     } else {
         Vec::new()
     };
+    ds.window = match (opts.recent_days, opts.label_delay_days) {
+        (Some(days), Some(delay)) => {
+            let mature = ds.cutoff - days_ms(delay);
+            Some((mature - days_ms(days), mature))
+        }
+        _ => None,
+    };
     // Date partitions hold disjoint, ordered days: replaying them one at a time in date order is
     // replaying the whole lake in event-time order, with one day in memory.
     for (date, files) in &parts {
@@ -168,7 +185,7 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
         ds.events_rejected += rejected;
         ds.events_read += events.len();
         progress(date, events.len());
-        if let (None, Some(delay), Some(first)) = (&ds.split, opts.label_delay_days, events.first()) {
+        if let (None, None, Some(delay), Some(first)) = (&ds.window, &ds.split, opts.label_delay_days, events.first()) {
             let split = Split::by_time(first.ts, ds.cutoff, delay)?;
             let expected = rows_in(&counts, split.train);
             if opts.max_train_rows > 0 && expected > opts.max_train_rows as f64 {
@@ -183,6 +200,7 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
             ds.last_ts = ds.last_ts.max(ev.ts);
             let session = session_hash(&ev.session_id);
             let keep = match &ds.split {
+                _ if ds.window.is_some() => ds.window.is_some_and(|(from, to)| (from..to).contains(&ev.ts)),
                 None => true,
                 Some(s) if s.contains(s.train, ev.ts) => {
                     ds.train_sample_rate >= 1.0
@@ -221,7 +239,7 @@ pub struct Split {
 
 impl Split {
     pub fn by_time(first: i64, cutoff: i64, label_delay_days: f64) -> anyhow::Result<Split> {
-        let mature = cutoff - (label_delay_days * DAY_MS as f64) as i64;
+        let mature = cutoff - days_ms(label_delay_days);
         let span = mature - first;
         if span < DAY_MS {
             anyhow::bail!(

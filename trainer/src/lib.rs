@@ -7,6 +7,7 @@
 //! - [`eval`]: session-level metrics (average precision, ROC AUC, recall at low alert rates).
 //! - [`plots`]: the report's PR and ROC curves and score histogram.
 //! - [`run`]: the `train` command end to end, including champion/challenger promotion.
+//! - [`evaluate`]: `trainer evaluate`, a registered model scored on a lake's newest labelled window.
 //! - [`schedule`]: lake compaction and training on a cron schedule.
 //! - [`sink`]: the lake sink (topics into Parquet, exactly once per record).
 //! - [`cli`]: the command line.
@@ -14,6 +15,7 @@
 pub mod cli;
 pub mod dataset;
 pub mod eval;
+pub mod evaluate;
 pub mod gbdt;
 pub mod plots;
 pub mod run;

@@ -43,6 +43,10 @@ async fn main() -> anyhow::Result<()> {
                     out.dir.join("report.md").display()
                 );
             }
+            Cmd::Evaluate(args) => {
+                let e = tokio::task::spawn_blocking(move || trainer::evaluate::evaluate(&args)).await??;
+                println!("{}", trainer::evaluate::summary(&e));
+            }
             Cmd::Sink(args) => {
                 Sink::new(args, sink_metrics).run(shutdown.clone()).await?;
             }

@@ -56,7 +56,7 @@ pub struct Outcome {
     pub dir: PathBuf,
 }
 
-fn score_rows(m: &ModelArtifact, rows: &[&Row]) -> Vec<f64> {
+pub(crate) fn score_rows(m: &ModelArtifact, rows: &[&Row]) -> Vec<f64> {
     rows.iter().map(|r| m.score(&train::features_of(r)).score).collect()
 }
 
@@ -120,7 +120,7 @@ struct Candidate {
     secs: f64,
 }
 
-fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     // On stderr, hidden when it is not a terminal (CI, logs): the tracing lines say the same.
     indicatif::ProgressBar::new(len)
         .with_style(
@@ -154,6 +154,7 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
         cutoff: None,
         label_delay_days: Some(args.label_delay_days),
         max_train_rows: args.max_train_rows,
+        recent_days: None,
     };
     let ds = dataset::build(&args.lake, &opts, |date, n| {
         bar.inc(1);
@@ -266,16 +267,11 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
     };
     steps.push(("evaluate on the test window", t2.elapsed().as_secs_f64()));
 
-    let figures = tempfile::tempdir().context("creating a scratch directory for the report's figures")?;
-    let mut series = vec![(version.as_str(), &test_sessions)];
+    let mut series = vec![(version.as_str(), test_sessions.as_slice())];
     if let Some((v, cs)) = &champion_sessions {
-        series.push((v.as_str(), cs));
+        series.push((v.as_str(), cs.as_slice()));
     }
-    let pr: Vec<_> = series.iter().map(|(n, s)| (*n, eval::pr_curve(s))).collect();
-    let roc: Vec<_> = series.iter().map(|(n, s)| (*n, eval::roc_curve(s))).collect();
-    plots::curves(&figures.path().join("pr.svg"), "Precision–recall (test sessions)", ("recall", "precision"), &pr)?;
-    plots::curves(&figures.path().join("roc.svg"), "ROC (test sessions)", ("false positive rate", "recall"), &roc)?;
-    plots::score_histogram(&figures.path().join("scores.svg"), "Session scores (test window)", &test_sessions)?;
+    let figures = figures(&series, "test")?;
     let ctx = ReportContext {
         version: &version,
         kind: model.kind(),
@@ -297,9 +293,7 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
         "steps_seconds": steps.iter().map(|(k, v)| (k.to_string(), *v)).collect::<std::collections::BTreeMap<_, _>>(),
     }))?;
     let mut files = vec![("metrics.json", metrics_json), ("report.md", report.into_bytes())];
-    for f in ["pr.svg", "roc.svg", "scores.svg"] {
-        files.push((f, std::fs::read(figures.path().join(f))?));
-    }
+    files.extend(figures);
     let dir = platform::registry::write_version(&args.registry, &model, &files)
         .context("writing the model into the registry")?;
     if promote {
@@ -322,31 +316,43 @@ struct ReportContext<'a> {
     split: &'a Split,
 }
 
-fn report(c: &ReportContext, m: &Metrics, champion: Option<&Metrics>) -> String {
+/// The report's figures, as (file name, SVG): precision–recall and ROC curves of each named
+/// series of sessions, and the first series' score histogram. `window` names where the
+/// sessions come from ("test").
+pub(crate) fn figures(
+    series: &[(&str, &[eval::Session])],
+    window: &str,
+) -> anyhow::Result<Vec<(&'static str, Vec<u8>)>> {
+    let dir = tempfile::tempdir().context("creating a scratch directory for the report's figures")?;
+    let pr: Vec<_> = series.iter().map(|(n, s)| (*n, eval::pr_curve(s))).collect();
+    let roc: Vec<_> = series.iter().map(|(n, s)| (*n, eval::roc_curve(s))).collect();
+    let (pr_title, roc_title) = (format!("Precision–recall ({window} sessions)"), format!("ROC ({window} sessions)"));
+    plots::curves(&dir.path().join("pr.svg"), &pr_title, ("recall", "precision"), &pr)?;
+    plots::curves(&dir.path().join("roc.svg"), &roc_title, ("false positive rate", "recall"), &roc)?;
+    let first = series.first().map_or(&[][..], |(_, s)| *s);
+    plots::score_histogram(&dir.path().join("scores.svg"), &format!("Session scores ({window} window)"), first)?;
+    ["pr.svg", "roc.svg", "scores.svg"]
+        .into_iter()
+        .map(|f| Ok((f, std::fs::read(dir.path().join(f)).with_context(|| format!("reading back {f}"))?)))
+        .collect()
+}
+
+/// A day of a timestamp, `YYYY-MM-DD`.
+pub(crate) fn day(t: i64) -> String {
+    models::format_ts(t).chars().take(10).collect()
+}
+
+/// The report's metric tables: `m` beside another model's (its column's name, and its metrics
+/// or dashes), then
+/// recall by fraud kind. `window` names where the sessions come from.
+pub(crate) fn metrics_section(window: &str, m: &Metrics, (other_name, other): (&str, Option<&Metrics>)) -> String {
     let row = |name: &str, f: &dyn Fn(&Metrics) -> f64| {
-        format!(
-            "| {name} | {:.4} | {} |\n",
-            f(m),
-            champion.map(|c| format!("{:.4}", f(c))).unwrap_or_else(|| "–".into())
-        )
+        format!("| {name} | {:.4} | {} |\n", f(m), other.map(|c| format!("{:.4}", f(c))).unwrap_or_else(|| "–".into()))
     };
-    let day = |t: i64| models::format_ts(t).chars().take(10).collect::<String>();
     let mut s = format!(
-        "# Model {} ({})\n\nTrained from {} lake events. Promoted: **{}** ({}).\n\n\
-         Windows by event time: train {} – {}, validation {} – {}, test {} – {}.\n\n",
-        c.version,
-        c.kind,
-        c.events,
-        c.promoted,
-        c.why,
-        day(c.split.train.0),
-        day(c.split.train.1),
-        day(c.split.valid.0),
-        day(c.split.valid.1),
-        day(c.split.test.0),
-        day(c.split.test.1),
+        "## {window}, session level\n\nA session's score is its highest event score.\n\n\
+         | metric | this model | {other_name} |\n|---|---|---|\n"
     );
-    s += "## Test window, session level\n\nA session's score is its highest event score.\n\n| metric | this model | champion |\n|---|---|---|\n";
     s += &row("average precision", &|m| m.average_precision);
     s += &row("ROC AUC", &|m| m.roc_auc);
     s += &row("recall at 0.1 % FPR", &|m| m.recall_at_0_1pct_fpr);
@@ -368,11 +374,35 @@ fn report(c: &ReportContext, m: &Metrics, champion: Option<&Metrics>) -> String 
     for (k, r) in &m.recall_by_kind {
         s += &format!("| {k} | {} | {:.3} |\n", r.sessions, r.recall_at_1pct_fpr);
     }
+    s
+}
+
+/// The report's figures, linked.
+pub(crate) const FIGURES_SECTION: &str =
+    "\n## Figures\n\n![Precision–recall](pr.svg)\n![ROC](roc.svg)\n![Score histogram](scores.svg)\n";
+
+fn report(c: &ReportContext, m: &Metrics, champion: Option<&Metrics>) -> String {
+    let mut s = format!(
+        "# Model {} ({})\n\nTrained from {} lake events. Promoted: **{}** ({}).\n\n\
+         Windows by event time: train {} – {}, validation {} – {}, test {} – {}.\n\n",
+        c.version,
+        c.kind,
+        c.events,
+        c.promoted,
+        c.why,
+        day(c.split.train.0),
+        day(c.split.train.1),
+        day(c.split.valid.0),
+        day(c.split.valid.1),
+        day(c.split.test.0),
+        day(c.split.test.1),
+    );
+    s += &metrics_section("Test window", m, ("champion", champion));
     s += "\n## Model selection\n\nEach family fitted and calibrated; the one with the higher validation average precision is kept.\n\n| family | validation AP | test AP |\n|---|---|---|\n";
     for (k, v, t) in c.selection {
         s += &format!("| {k}{} | {v:.4} | {:.4} |\n", if k == c.kind { " (kept)" } else { "" }, t.average_precision);
     }
-    s += "\n## Figures\n\n![Precision–recall](pr.svg)\n![ROC](roc.svg)\n![Score histogram](scores.svg)\n";
+    s += FIGURES_SECTION;
     s += "\n## Steps\n\n| step | seconds |\n|---|---|\n";
     for (k, v) in c.steps {
         s += &format!("| {k} | {v:.1} |\n");
