@@ -196,13 +196,20 @@ impl ClickEvent {
         self.event_type == kind
     }
 
+    /// Whether the action failed: as its `outcome` says, or, when a site sends no outcome, as its
+    /// HTTP `status` says (4xx and 5xx). A site whose tracker only records the response code of
+    /// `POST /login` still shows its failed logins this way, as its access log does.
     pub fn failed(&self) -> bool {
-        self.outcome == Some(Outcome::Failure)
+        match self.outcome {
+            Some(o) => o == Outcome::Failure,
+            None => self.status.is_some_and(|s| s >= 400),
+        }
     }
 
     pub fn succeeded(&self) -> bool {
-        // An event without an outcome (a page view, a transfer) counts as having happened.
-        self.outcome != Some(Outcome::Failure)
+        // An event without an outcome or an error status (a page view, a transfer) counts as
+        // having happened.
+        !self.failed()
     }
 }
 
@@ -246,6 +253,19 @@ mod tests {
         assert_eq!(ClickEvent::decode(neg.as_bytes(), 1000).unwrap_err().reason(), "schema_violation");
         let nested = minimal().replace("}", r#","attrs":{"a":{"b":1}}}"#);
         assert_eq!(ClickEvent::decode(nested.as_bytes(), 1000).unwrap_err().reason(), "schema_violation");
+    }
+
+    #[test]
+    fn an_outcome_decides_success_and_without_one_an_error_status_is_a_failure() {
+        let ev = |extra: &str| ClickEvent::decode(minimal().replace("}", extra).as_bytes(), 1000).unwrap();
+        let judged = |e: ClickEvent| (e.succeeded(), e.failed());
+        assert_eq!(judged(ev("}")), (true, false), "no outcome, no status: it happened");
+        assert_eq!(judged(ev(r#","status":302}"#)), (true, false));
+        for code in [401, 403, 429, 500] {
+            assert_eq!(judged(ev(&format!(r#","status":{code}}}"#))), (false, true), "status {code}");
+        }
+        assert_eq!(judged(ev(r#","status":401,"outcome":"success"}"#)), (true, false), "the outcome wins");
+        assert_eq!(judged(ev(r#","status":200,"outcome":"failure"}"#)), (false, true), "the outcome wins");
     }
 
     #[test]
