@@ -93,8 +93,7 @@ struct RawRoutes {
 #[derive(Debug, Clone)]
 struct Route {
     method: String,
-    path: String,
-    prefix: bool,
+    path: Glob,
     status: Vec<(u16, u16)>,
     event_type: String,
     outcome: Option<Outcome>,
@@ -138,11 +137,9 @@ impl Routes {
                         .map_err(|_| format!("status {s:?} must be a code or a class like \"2xx\"")),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let prefix = r.path.ends_with('*');
             out.push(Route {
                 method: r.method.to_ascii_uppercase(),
-                path: r.path.trim_end_matches('*').to_string(),
-                prefix,
+                path: Glob::new(&r.path),
                 status,
                 event_type: r.event_type,
                 outcome: r.outcome,
@@ -154,9 +151,35 @@ impl Routes {
     fn find(&self, method: &str, path: &str, status: u16) -> Option<&Route> {
         self.0.iter().find(|r| {
             r.method == method
-                && (if r.prefix { path.starts_with(&r.path) } else { path == r.path })
+                && r.path.matches(path)
                 && (r.status.is_empty() || r.status.iter().any(|(lo, hi)| (*lo..=*hi).contains(&status)))
         })
+    }
+}
+
+/// A route's path: literal text in which each `*` matches any run of characters, `/`
+/// included (`/api/*/login`, `/accounts/*/transfers`, `/static/*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Glob(Vec<String>);
+
+impl Glob {
+    fn new(pattern: &str) -> Glob {
+        Glob(pattern.split('*').map(str::to_string).collect())
+    }
+
+    fn matches(&self, text: &str) -> bool {
+        let (first, rest) = self.0.split_first().expect("split yields at least one part");
+        let Some(mut tail) = text.strip_prefix(first.as_str()) else { return false };
+        let Some((last, middle)) = rest.split_last() else { return tail.is_empty() };
+        // Each middle part at its first place is never worse than a later one: it leaves the
+        // most text for the parts after it.
+        for part in middle {
+            match tail.find(part.as_str()) {
+                Some(at) => tail = &tail[at + part.len()..],
+                None => return false,
+            }
+        }
+        tail.ends_with(last.as_str())
     }
 }
 
@@ -313,6 +336,40 @@ mod tests {
 
     fn fmt() -> LogFormat {
         "session,device,country".parse().unwrap()
+    }
+
+    #[test]
+    fn a_star_in_a_route_path_matches_any_run_of_characters_anywhere() {
+        let cases = [
+            ("/login", "/login", true),
+            ("/login", "/login/x", false),
+            ("/static/*", "/static/", true),
+            ("/static/*", "/static/a/b.css", true),
+            ("/static/*", "/stat", false),
+            ("/accounts/*/transfers", "/accounts/42/transfers", true),
+            ("/accounts/*/transfers", "/accounts/a/b/transfers", true),
+            ("/accounts/*/transfers", "/accounts/42/transfers/9", false),
+            ("*/login", "/api/v2/login", true),
+            ("*/login", "/login", true),
+            ("*/login", "/loginx", false),
+            ("/a*b*c", "/abc", true),
+            ("/a*b*c", "/axxbyyc", true),
+            ("/a*b*c", "/acb", false),
+            ("/ab*ba", "/aba", false),
+            ("*", "", true),
+        ];
+        for (pattern, path, want) in cases {
+            assert_eq!(Glob::new(pattern).matches(path), want, "{pattern} on {path}");
+        }
+        let routes = Routes::parse(
+            "[[route]]\nmethod = \"post\"\npath = \"/api/*/accounts/*/transfers\"\ntype = \"transfer\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            routes.find("POST", "/api/v1/accounts/7/transfers", 201).map(|r| r.event_type.as_str()),
+            Some("transfer")
+        );
+        assert!(routes.find("POST", "/api/v1/accounts/7/payees", 201).is_none());
     }
 
     #[test]
