@@ -157,10 +157,17 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
     let labels = lake.read_labels()?;
     let mut replay = Replayer::new(MemoryHistory::expiring());
     let mut ds = Dataset { first_ts: i64::MAX, last_ts: i64::MIN, train_sample_rate: 1.0, ..Dataset::default() };
-    // The cut-off defaults to the newest event, found in the newest partition.
+    // The cut-off defaults to the newest event, found in the newest partition, which is then
+    // kept until its turn to be replayed instead of being read twice.
+    let mut newest = None;
     ds.cutoff = match (opts.cutoff, parts.last()) {
         (Some(c), _) => c,
-        (None, Some((_, files))) => lake.read_events(files)?.0.last().map(|e| e.ts).unwrap_or(0),
+        (None, Some((_, files))) => {
+            let read = lake.read_events(files)?;
+            let cutoff = read.0.last().map(|e| e.ts).unwrap_or(0);
+            newest = Some(read);
+            cutoff
+        }
         (None, None) => 0,
     };
     let (truth, used, late) = Truth::known_at(&labels, ds.cutoff);
@@ -180,8 +187,11 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
     };
     // Date partitions hold disjoint, ordered days: replaying them one at a time in date order is
     // replaying the whole lake in event-time order, with one day in memory.
-    for (date, files) in &parts {
-        let (events, rejected) = lake.read_events(files)?;
+    for (i, (date, files)) in parts.iter().enumerate() {
+        let (events, rejected) = match newest.take_if(|_| i + 1 == parts.len()) {
+            Some(read) => read,
+            None => lake.read_events(files)?,
+        };
         ds.events_rejected += rejected;
         ds.events_read += events.len();
         progress(date, events.len());
@@ -328,9 +338,12 @@ mod tests {
             World::new(SimConfig { seed: 3, customers: 400, rate_ato: 0.02, rate_bot: 0.02, ..SimConfig::default() });
         let end = 1_780_000_000_000 - 1_780_000_000_000 % DAY_MS;
         let lake = Lake::dir(dir.path());
-        fixtures::write_lake(&world, &lake, end, 10).unwrap();
+        let written = fixtures::write_lake(&world, &lake, end, 10).unwrap();
         let whole = Options { label_delay_days: Some(2.0), ..Options::default() };
         let all = build(&lake, &whole, |_, _| {}).unwrap();
+        // Every event once, the newest partition (read first for the cut-off) included.
+        assert_eq!(all.events_read, written.events.len());
+        assert_eq!((all.cutoff, all.last_ts), (written.events.last().unwrap().ts, all.cutoff));
         let split = all.split.clone().unwrap();
         let train_all = split.rows(&all, split.train);
         let cap = train_all.len() / 4;
