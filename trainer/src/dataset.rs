@@ -62,6 +62,8 @@ pub struct Dataset {
     pub labels_late: usize,
     /// Keys the replay's history held at the end (memory accounting).
     pub history_keys: usize,
+    /// Date partitions left out as strays (see [`without_strays`]), with their rows.
+    pub strays: Vec<(String, usize)>,
 }
 
 /// What the labels known at `cutoff` say: fraudulent sessions, and accounts labelled
@@ -153,7 +155,15 @@ fn rows_in(counts: &[(Option<i64>, usize)], window: (i64, i64)) -> f64 {
 /// keys on event time as Redis does live, so every event's features see exactly the history
 /// before it. Every event is replayed; only the rows `opts` asks for are kept.
 pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize)) -> anyhow::Result<Dataset> {
-    let parts = lake.event_partitions()?;
+    let (parts, strays) = without_strays(lake, lake.event_partitions()?)?;
+    for (date, rows) in &strays {
+        tracing::warn!(
+            partition = %date,
+            rows,
+            "left out: a stray partition, more than {STRAY_GAP_DAYS} days from the rest of the lake with under {}% of its rows (a client clock that is wrong?)",
+            STRAY_SHARE * 100.0
+        );
+    }
     let labels = lake.read_labels()?;
     let mut replay = Replayer::new(MemoryHistory::expiring());
     let mut ds = Dataset { first_ts: i64::MAX, last_ts: i64::MIN, train_sample_rate: 1.0, ..Dataset::default() };
@@ -235,7 +245,53 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
         }
     }
     ds.history_keys = replay.history().len();
+    ds.strays = strays;
     Ok(ds)
+}
+
+/// Days between date partitions beyond which a small group of them is taken for a stray.
+pub const STRAY_GAP_DAYS: i64 = 30;
+/// Share of the lake's rows under which a group of partitions that far from the rest is a stray.
+pub const STRAY_SHARE: f64 = 0.01;
+
+type Partitions = Vec<(String, Vec<lake::LakeFile>)>;
+
+/// The partitions to replay, and the strays left out with their rows. A stray is a group of
+/// date partitions more than [`STRAY_GAP_DAYS`] from any other that holds under
+/// [`STRAY_SHARE`] of the lake's rows (and is not its largest group): the events of a client
+/// whose clock is years off. Kept, such an event would set the default cut-off (the newest
+/// event) or stretch the split (from the oldest) and leave training an empty window; a real
+/// gap in the lake (a sink that was down for a month) leaves groups of real size, all kept.
+/// Row counts come from the Parquet footers, read only when the lake has such a gap.
+fn without_strays(lake: &Lake, parts: Partitions) -> anyhow::Result<(Partitions, Vec<(String, usize)>)> {
+    let mut groups: Vec<Partitions> = Vec::new();
+    let mut last_start: Option<i64> = None;
+    for part in parts {
+        let start = day_start(&part.0);
+        let far = matches!((last_start, start), (Some(a), Some(b)) if b - a > STRAY_GAP_DAYS * DAY_MS);
+        last_start = start.or(last_start);
+        match groups.last_mut() {
+            Some(g) if !far => g.push(part),
+            _ => groups.push(vec![part]),
+        }
+    }
+    if groups.len() < 2 {
+        return Ok((groups.pop().unwrap_or_default(), Vec::new()));
+    }
+    let rows: Vec<Vec<usize>> =
+        groups.iter().map(|g| g.iter().map(|(_, f)| lake.row_count(f)).collect()).collect::<anyhow::Result<_>>()?;
+    let totals: Vec<usize> = rows.iter().map(|r| r.iter().sum()).collect();
+    let all: usize = totals.iter().sum();
+    let largest = totals.iter().enumerate().max_by_key(|(_, n)| **n).map_or(0, |(i, _)| i);
+    let (mut kept, mut strays) = (Vec::new(), Vec::new());
+    for (i, (group, rows)) in groups.into_iter().zip(rows).enumerate() {
+        if i != largest && (totals[i] as f64) < STRAY_SHARE * all as f64 {
+            strays.extend(group.into_iter().map(|(date, _)| date).zip(rows));
+        } else {
+            kept.extend(group);
+        }
+    }
+    Ok((kept, strays))
 }
 
 /// Row indices of the train, validation and test windows. Events younger than the label
@@ -369,6 +425,37 @@ mod tests {
             assert_eq!(a.len(), b.len());
             assert!(a.iter().zip(&b).all(|(x, y)| x.x == y.x && x.fraud == y.fraud));
         }
+    }
+
+    #[test]
+    fn events_with_a_clock_years_off_are_left_out_instead_of_setting_the_cutoff_and_the_split() {
+        use fixtures::sim::{SimConfig, World};
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::dir(dir.path());
+        let end = 1_780_000_000_000 - 1_780_000_000_000 % DAY_MS;
+        let world = World::new(SimConfig { seed: 3, customers: 200, ..SimConfig::default() });
+        let written = fixtures::write_lake(&world, &lake, end, 6).unwrap();
+        let opts = Options { label_delay_days: Some(1.0), ..Options::default() };
+        let clean = build(&lake, &opts, |_, _| {}).unwrap();
+        // One client's clock in 2099, another's in 2001.
+        let year = 365 * DAY_MS;
+        let strays = [event("future", "sf", "uf", end + 73 * year), event("past", "sp", "up", end - 25 * year)];
+        lake.write_events("strays", &strays, lake::Durability::Buffered).unwrap();
+
+        let ds = build(&lake, &opts, |_, _| {}).unwrap();
+        assert_eq!(ds.strays.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [1, 1], "{:?}", ds.strays);
+        assert_eq!(ds.events_read, written.events.len());
+        assert_eq!((ds.cutoff, ds.first_ts), (clean.cutoff, clean.first_ts));
+        let (a, b) = (clean.split.unwrap(), ds.split.unwrap());
+        assert_eq!((a.train, a.valid, a.test), (b.train, b.valid, b.test));
+        assert_eq!(ds.rows.len(), clean.rows.len());
+
+        // A month-long hole in a lake is history on both sides, not a stray.
+        let later = World::new(SimConfig { seed: 4, customers: 200, ..SimConfig::default() });
+        fixtures::write_lake(&later, &lake, end + 60 * DAY_MS, 3).unwrap();
+        let gapped = build(&lake, &opts, |_, _| {}).unwrap();
+        assert_eq!(gapped.strays.len(), 2, "only the two years-off events: {:?}", gapped.strays);
+        assert!(gapped.cutoff > end + 50 * DAY_MS && gapped.first_ts == clean.first_ts);
     }
 
     #[test]

@@ -281,6 +281,7 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
         selection: &selection,
         steps: &steps,
         split: &split,
+        strays: &ds.strays,
     };
     let report = report(&ctx, &test, champion_test.as_ref());
     let metrics_json = serde_json::to_vec_pretty(&serde_json::json!({
@@ -314,6 +315,7 @@ struct ReportContext<'a> {
     selection: &'a [(String, f64, Metrics)],
     steps: &'a [(&'a str, f64)],
     split: &'a Split,
+    strays: &'a [(String, usize)],
 }
 
 /// The report's figures, as (file name, SVG): precision–recall and ROC curves of each named
@@ -397,6 +399,16 @@ fn report(c: &ReportContext, m: &Metrics, champion: Option<&Metrics>) -> String 
         day(c.split.test.0),
         day(c.split.test.1),
     );
+    if !c.strays.is_empty() {
+        let list: Vec<String> = c.strays.iter().map(|(d, n)| format!("{d} ({n} rows)")).collect();
+        s += &format!(
+            "Left out as strays (date partitions more than {} days from the rest of the lake with under {} % of \
+             its rows: a client clock that is wrong?): {}.\n\n",
+            dataset::STRAY_GAP_DAYS,
+            dataset::STRAY_SHARE * 100.0,
+            list.join(", ")
+        );
+    }
     s += &metrics_section("Test window", m, ("champion", champion));
     s += "\n## Model selection\n\nEach family fitted and calibrated; the one with the higher validation average precision is kept.\n\n| family | validation AP | test AP |\n|---|---|---|\n";
     for (k, v, t) in c.selection {
