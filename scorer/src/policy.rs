@@ -443,4 +443,37 @@ mod tests {
         assert_eq!(decide(&login(22, "alice", [81, 2, 3, 4], false)).action, Action::Allow);
         assert_eq!(decide(&login(23, "alice", [81, 2, 3, 4], true)).action, Action::Allow);
     }
+
+    #[test]
+    fn the_shipped_policy_restricts_a_fresh_payees_payment_from_a_new_device_but_not_from_no_device() {
+        use models::ClickEvent;
+        use models::features::Replayer;
+        let path =
+            Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test")).join("../config/policy.toml");
+        let p = Policy::load(&path).unwrap();
+        let t = vec![1.0; p.bands.len()];
+        let t0 = 1_780_000_000_000;
+        // A session that logs in, adds a payee and pays it within minutes.
+        let session = |sid: &str, device: Option<&str>| {
+            [("login", 0), ("add_payee", 60), ("transfer", 120)].map(|(kind, secs)| ClickEvent {
+                user_id: Some("alice".into()),
+                device_id: device.map(Into::into),
+                user_agent: Some("Mozilla/5.0 (Macintosh) Safari/605.1".into()),
+                payee_id: Some("p-new".into()),
+                amount: (kind == "transfer").then_some(900.0),
+                ..ClickEvent::new(&format!("{sid}-{kind}"), t0 + secs * 1000, sid, kind, [81, 2, 3, 4].into())
+            })
+        };
+        let actions = |events: [ClickEvent; 3]| {
+            let mut replay = Replayer::default();
+            events.map(|ev| p.decide(&t, 0.0, &[], &replay.replay(&ev).0))
+        };
+        let [login, add, pay] = actions(session("s1", Some("d-new-phone")));
+        assert_eq!((login.action, add.action), (Action::Allow, Action::Allow));
+        assert_eq!(pay.action, Action::Restrict, "{pay:?}");
+        assert_eq!(pay.rules, vec!["new_device_fresh_payee_transfer"]);
+        // A site that sends no device ids: nothing says the device is new.
+        let [_, _, pay] = actions(session("s2", None));
+        assert_eq!(pay.action, Action::Allow, "{pay:?}");
+    }
 }
