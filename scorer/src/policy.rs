@@ -390,11 +390,18 @@ mod tests {
         assert!(p.thresholds(&model).unwrap_err().to_string().contains("retrain"));
     }
 
-    #[test]
-    fn the_shipped_policy_is_valid() {
+    /// The repository's policy, and band thresholds a score of 0 never reaches: only the rules act.
+    fn shipped_rules_only() -> (Policy, Vec<f64>) {
         let path =
             Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test")).join("../config/policy.toml");
         let p = Policy::load(&path).unwrap();
+        let t = vec![1.0; p.bands.len()];
+        (p, t)
+    }
+
+    #[test]
+    fn the_shipped_policy_is_valid() {
+        let (p, _) = shipped_rules_only();
         assert!(!p.bands.is_empty() && p.rules.iter().any(|r| r.code == "blacklist_ip"));
     }
 
@@ -402,11 +409,7 @@ mod tests {
     fn the_shipped_policy_blocks_a_stuffing_wave_on_rotating_addresses_but_not_a_customers_retries() {
         use models::features::Replayer;
         use models::{ClickEvent, Outcome};
-        let path =
-            Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test")).join("../config/policy.toml");
-        let p = Policy::load(&path).unwrap();
-        // A score of 0 reaches no band: only the rules act.
-        let t = vec![1.0; p.bands.len()];
+        let (p, t) = shipped_rules_only();
         let ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0";
         let t0 = 1_780_000_000_000;
         let login = |n: i64, user: &str, ip: [u8; 4], ok: bool| ClickEvent {
@@ -448,10 +451,7 @@ mod tests {
     fn the_shipped_policy_restricts_a_fresh_payees_payment_from_a_new_device_but_not_from_no_device() {
         use models::ClickEvent;
         use models::features::Replayer;
-        let path =
-            Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test")).join("../config/policy.toml");
-        let p = Policy::load(&path).unwrap();
-        let t = vec![1.0; p.bands.len()];
+        let (p, t) = shipped_rules_only();
         let t0 = 1_780_000_000_000;
         // A session that logs in, adds a payee and pays it within minutes.
         let session = |sid: &str, device: Option<&str>| {
