@@ -32,7 +32,7 @@ const MAX_AMOUNT_HISTORY: u32 = 200;
 const AMOUNT_HISTORY_TTL_S: u32 = 31 * DAY_S;
 
 /// Bump when the meaning of any feature changes; the schema hash changes with it.
-pub const FEATURE_SCHEMA_VERSION: u32 = 5;
+pub const FEATURE_SCHEMA_VERSION: u32 = 6;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transform {
@@ -92,8 +92,8 @@ features! {
     UserPayeeNew = "user_payee_new", Identity, "transfer or payee add to a payee the user never used before";
     IpFailedLogins1h = "ip_failed_logins_1h", Log1p, "failed logins from the IP in the last hour";
     IpLogins1h = "ip_logins_1h", Log1p, "login attempts from the IP in the last hour";
-    IpDistinctUsers24h = "ip_distinct_users_24h", Log1p, "distinct users attempting to log in from the IP in 24 h";
-    DeviceDistinctUsers24h = "device_distinct_users_24h", Log1p, "distinct users attempting to log in from the device in 24 h";
+    IpDistinctUsers24h = "ip_distinct_users_24h", Log1p, "distinct users attempting to log in from the IP in 24 h (an attempt that names no user counts by its session)";
+    DeviceDistinctUsers24h = "device_distinct_users_24h", Log1p, "distinct users attempting to log in from the device in 24 h (an attempt that names no user counts by its session)";
     PayeeDistinctPayers24h = "payee_distinct_payers_24h", Log1p, "distinct users paying this payee in 24 h (mule fan-in)";
     SessionEventsBefore = "session_events_before", Log1p, "events earlier in the session (pages seen before this one)";
     SessionAgeS = "session_age_s", Log1p, "seconds since the session's first event";
@@ -130,7 +130,7 @@ features! {
     UserPasswordResets1h = "user_password_resets_1h", Log1p, "password resets for the user in the last hour";
     UserPayeeAdds1h = "user_payee_adds_1h", Log1p, "payees added by the user in the last hour";
     SessionFailedLogins = "session_failed_logins", Log1p, "failed logins earlier in the session";
-    UaFailedLoginUsers10m = "ua_failed_login_users_10m", Log1p, "distinct users with a failed login from this exact user agent in the last 10 minutes, site-wide (a stuffing wave rotates addresses, rarely its agent)";
+    UaFailedLoginUsers10m = "ua_failed_login_users_10m", Log1p, "distinct users with a failed login from this exact user agent in the last 10 minutes, site-wide (a stuffing wave rotates addresses, rarely its agent; an attempt that names no user counts by its session)";
     UaFailedLoginUsers1h = "ua_failed_login_users_1h", Log1p, "distinct users with a failed login from this exact user agent in the last hour, site-wide";
     UaFailedLoginShare10m = "ua_failed_login_share_10m", Identity, "share of the users who tried to log in from this user agent in the last 10 minutes that failed (0 when none)";
     UserTransfers30d = "user_transfers_30d", Log1p, "on a transfer: the user's transfers in the 30 days before it";
@@ -458,13 +458,25 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
     let device_fails =
         device.map(|d| p.counter(Key::new("dv:fl", d), ts, [HOUR_MS, DAY_MS], login_failed.then_some(id)));
 
+    // Who tried to log in: the account, or for an attempt that names none (a site that records
+    // the account of successful logins only), its session. A stuffing tool's attempts come each
+    // in a fresh session, a customer's retries in one.
+    let who = || ev.user_id.as_deref().map_or_else(|| sid.prefixed("s:"), Text::from);
+    // Distinct accounts per address and device are recorded on logins; with a user, below.
+    let record_login = |p: &mut Planner<'e>, who: Text<'e>| {
+        p.write(add(ip_users, who, ts, DAY_MS, MAX_SET, 2 * DAY_S));
+        if let Some(key) = device_users {
+            p.write(add(key, who, ts, DAY_MS, MAX_SET, 2 * DAY_S));
+        }
+    };
+
     // User agent, site-wide, on logins: a stuffing wave spreads over many addresses and users
     // but rarely over many agents. Members are users, so one customer's retries count once.
     let mut s = Slots::default();
     if is_login && ev.user_agent.is_some() {
-        let (digest, user) = (Text::from(&texts.agent), ev.user_id.as_deref().map(Text::from));
-        let fails = p.counter(Key::new("ua:fl", digest), ts, [TEN_MINUTES_MS, HOUR_MS], user.filter(|_| login_failed));
-        let [logins] = p.counter(Key::new("ua:lg", digest), ts, [TEN_MINUTES_MS], user);
+        let (digest, who) = (Text::from(&texts.agent), who());
+        let fails = p.counter(Key::new("ua:fl", digest), ts, [TEN_MINUTES_MS, HOUR_MS], login_failed.then_some(who));
+        let [logins] = p.counter(Key::new("ua:lg", digest), ts, [TEN_MINUTES_MS], Some(who));
         (s.ua_fail, s.ua_logins) = (Some(fails), Some(logins));
     }
 
@@ -514,11 +526,10 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
             p.read(Op::Get { key: last_login })
         });
         if is_login {
-            p.write(add(ip_users, user, ts, DAY_MS, MAX_SET, 2 * DAY_S));
-            if let Some(key) = device_users {
-                p.write(add(key, user, ts, DAY_MS, MAX_SET, 2 * DAY_S));
-            }
+            record_login(&mut p, user);
         }
+    } else if is_login {
+        record_login(&mut p, who());
     }
 
     // Payee fan-in (mules receive from many payers).
@@ -938,6 +949,39 @@ mod tests {
         let mut page = ev("p", t0 + 20 * MINUTE_MS, "sp", Some("frank"), "page_view", "10.0.9.4");
         page.user_agent = Some(wave_ua.into());
         assert_eq!(h.replay(&page).get(F::UaFailedLoginUsers1h), 0.0);
+    }
+
+    #[test]
+    fn login_attempts_that_name_no_user_count_by_their_session() {
+        let mut h = Replayer::default();
+        let t0 = 1_700_000_000_000;
+        // A site that names the user only once logged in: failed attempts carry no user id.
+        let attempt = |id: &str, session: &str, ts, ip: &str| ClickEvent {
+            user_id: None,
+            user_agent: Some("Agent/1.0".into()),
+            outcome: Some(crate::Outcome::Failure),
+            ..ev(id, ts, session, None, "login", ip)
+        };
+        // A customer's three retries in one session count once.
+        for i in 0..3 {
+            h.replay(&attempt(&format!("r{i}"), "home", t0 + i * 1_000, "9.9.9.9"));
+        }
+        let f = h.replay(&attempt("r3", "home", t0 + 3_000, "9.9.9.9"));
+        assert_eq!((f.get(F::UaFailedLoginUsers10m), f.get(F::IpDistinctUsers24h)), (1.0, 1.0));
+        assert_eq!(f.get(F::IpFailedLogins1h), 3.0, "the three before it");
+        // A tool that opens a session per attempt, from one address and then from many.
+        for i in 0..4 {
+            h.replay(&attempt(&format!("a{i}"), &format!("tool{i}"), t0 + 10_000 + i, "10.0.0.1"));
+        }
+        let f = h.replay(&attempt("a4", "tool4", t0 + 20_000, "10.0.0.1"));
+        assert_eq!((f.get(F::IpDistinctUsers24h), f.get(F::IpFailedLogins1h)), (4.0, 4.0));
+        assert_eq!(f.get(F::UaFailedLoginUsers10m), 5.0, "the customer's session and four of the tool's");
+        assert_eq!((f.get(F::UserKnown), f.get(F::UserIpNew)), (0.0, 0.0), "no user, no user features");
+        // A named user is still counted by name, apart from any session.
+        let named = ClickEvent { user_id: Some("tool5".into()), ..attempt("a5", "tool5", t0 + 21_000, "10.0.0.1") };
+        assert_eq!(h.replay(&named).get(F::IpDistinctUsers24h), 5.0);
+        let f = h.replay(&attempt("a6", "tool5", t0 + 22_000, "10.0.0.1"));
+        assert_eq!(f.get(F::IpDistinctUsers24h), 6.0, "the user tool5 and the session tool5 are two members");
     }
 
     #[test]

@@ -435,7 +435,8 @@ mod tests {
         assert!(actions[..4].iter().all(|a| *a == Action::Allow), "{actions:?}");
         assert!(actions[4..].iter().all(|a| *a == Action::Block), "{actions:?}");
         let d = decide(&login(20, "victim20", [185, 221, 0, 1], false));
-        assert_eq!(d.rules, vec!["credential_stuffing_agent"]);
+        // victim20 has never been seen here either (as with most names a wave tries).
+        assert_eq!(d.rules, vec!["credential_stuffing_agent", "credential_stuffing_agent_unknown_account"]);
         // One of its hits: stepped up, not blocked.
         let d = decide(&login(21, "bob", [185, 221, 1, 1], true));
         assert_eq!(
@@ -445,6 +446,40 @@ mod tests {
         // The customer, from home, during the wave: an address the customer used before.
         assert_eq!(decide(&login(22, "alice", [81, 2, 3, 4], false)).action, Action::Allow);
         assert_eq!(decide(&login(23, "alice", [81, 2, 3, 4], true)).action, Action::Allow);
+    }
+
+    #[test]
+    fn the_shipped_policy_blocks_a_wave_whose_attempts_name_no_user() {
+        use models::features::Replayer;
+        use models::{ClickEvent, Outcome};
+        let (p, t) = shipped_rules_only();
+        let t0 = 1_780_000_000_000;
+        // A site that names the user only once logged in; each attempt its own session and address.
+        let attempt = |n: i64, ok: bool| ClickEvent {
+            user_id: ok.then(|| format!("victim{n}")),
+            user_agent: Some("python-requests/2.32".into()),
+            outcome: Some(if ok { Outcome::Success } else { Outcome::Failure }),
+            ..ClickEvent::new(
+                &format!("e{n}"),
+                t0 + n * 1_000,
+                &format!("s{n}"),
+                "login",
+                [185, 220, n as u8, 1].into(),
+            )
+        };
+        let mut replay = Replayer::default();
+        let actions: Vec<(Action, Vec<String>)> = (0..10)
+            .map(|n| {
+                let d = p.decide(&t, 0.0, &[], &replay.replay(&attempt(n, false)).0);
+                (d.action, d.rules)
+            })
+            .collect();
+        assert!(actions[..5].iter().all(|(a, _)| *a == Action::Allow), "{actions:?}");
+        let blocked = (Action::Block, vec!["credential_stuffing_agent_unknown_account".to_string()]);
+        assert!(actions[5..].iter().all(|a| *a == blocked), "from the sixth attempt on: {actions:?}");
+        // A hit of the wave: a successful login that names its user, from an address new to it.
+        let d = p.decide(&t, 0.0, &[], &replay.replay(&attempt(10, true)).0);
+        assert_eq!((d.action, d.rules), (Action::Challenge, vec!["credential_stuffing_agent_hit".to_string()]));
     }
 
     #[test]

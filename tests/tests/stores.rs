@@ -16,8 +16,6 @@ async fn both_history_stores_meet_the_same_contract() {
 
 #[tokio::test]
 async fn replaying_a_stream_through_redis_and_memory_gives_identical_features() {
-    let stack = Stack::start();
-    let redis = RedisStore::connect(&stack.redis_url()).await.unwrap();
     let cfg = SimConfig {
         seed: 5,
         customers: 150,
@@ -27,27 +25,36 @@ async fn replaying_a_stream_through_redis_and_memory_gives_identical_features() 
         rate_scam: 0.02,
         ..SimConfig::default()
     };
-    let events = World::new(cfg).simulate(1_760_000_000_000, 1_760_000_000_000 + 3 * 86_400_000, None).events;
-    assert!(events.len() > 1000);
+    // The site as simulated, and one that names users only once logged in and sends no device
+    // ids (attempts are then counted by session, devices known by nothing): each on its own Redis.
+    let bare = SimConfig { without_device_ids: true, user_id_after_login_only: true, ..cfg.clone() };
+    for cfg in [cfg, bare] {
+        let stack = Stack::start();
+        let redis = RedisStore::connect(&stack.redis_url()).await.unwrap();
+        let events = World::new(cfg).simulate(1_760_000_000_000, 1_760_000_000_000 + 3 * 86_400_000, None).events;
+        assert!(events.len() > 1000);
 
-    // Offline: one event at a time through the in-memory history (what the trainer does).
-    let mut mem = features::Replayer::new(MemoryHistory::new());
-    let offline: Vec<FeatureVector> = mem.replay_all(&events).map(|(_, f)| f).collect();
+        // Offline: one event at a time through the in-memory history (what the trainer does).
+        let mut mem = features::Replayer::new(MemoryHistory::new());
+        let offline: Vec<FeatureVector> = mem.replay_all(&events).map(|(_, f)| f).collect();
 
-    // Live: micro-batches, one pipelined Redis round trip each (what the enricher does).
-    let live = e2e_tests::history::live_features(&redis, &events, 257).await;
-    let differing: Vec<_> =
-        offline.iter().zip(&live).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i).collect();
-    assert!(
-        differing.is_empty(),
-        "{} of {} vectors differ, first at event {:?}",
-        differing.len(),
-        events.len(),
-        differing.first()
-    );
-    // The stream exercised the history: not every vector is the same trivial one.
-    let distinct_users_seen = offline.iter().filter(|f| f.get(features::F::UserKnown) == 1.0).count();
-    assert!(distinct_users_seen > events.len() / 2);
+        // Live: micro-batches, one pipelined Redis round trip each (what the enricher does).
+        let live = e2e_tests::history::live_features(&redis, &events, 257).await;
+        let differing: Vec<_> =
+            offline.iter().zip(&live).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i).collect();
+        assert!(
+            differing.is_empty(),
+            "{} of {} vectors differ, first at event {:?}",
+            differing.len(),
+            events.len(),
+            differing.first()
+        );
+        // The stream exercised the history: not every vector is the same trivial one.
+        let distinct_users_seen = offline.iter().filter(|f| f.get(features::F::UserKnown) == 1.0).count();
+        assert!(distinct_users_seen > events.len() / 3);
+        let attempts_counted = offline.iter().filter(|f| f.get(features::F::IpDistinctUsers24h) > 0.0).count();
+        assert!(attempts_counted > 100, "{attempts_counted}");
+    }
 }
 
 #[tokio::test]
