@@ -68,14 +68,18 @@ pub struct Dataset {
 
 /// What the labels known at `cutoff` say: fraudulent sessions, and accounts labelled
 /// fraudulent from a time on. A later label about the same session overrides an earlier one.
+/// A fraud label that names an event but no session (a chargeback names the transfer) speaks
+/// of the account from then on, as the contract says, and also of the event's own session,
+/// which the replay finds ([`Truth::fraud_named_by_event`]).
 pub struct Truth {
     sessions: HashMap<String, (bool, Option<LabelKind>)>,
     accounts: HashMap<String, (i64, Option<LabelKind>)>,
+    events: HashMap<String, Option<LabelKind>>,
 }
 
 impl Truth {
     pub fn known_at(labels: &[Label], cutoff: i64) -> (Truth, usize, usize) {
-        let mut t = Truth { sessions: HashMap::new(), accounts: HashMap::new() };
+        let mut t = Truth { sessions: HashMap::new(), accounts: HashMap::new(), events: HashMap::new() };
         let (mut used, mut late) = (0, 0);
         for l in labels {
             if l.ts > cutoff {
@@ -88,6 +92,9 @@ impl Truth {
                     t.sessions.insert(s.clone(), (l.is_fraud, l.kind));
                 }
                 None if l.is_fraud => {
+                    if let Some(event) = &l.event_id {
+                        t.events.insert(event.clone(), l.kind);
+                    }
                     let e = t.accounts.entry(l.user_id.clone()).or_insert((l.ts, l.kind));
                     if l.ts < e.0 {
                         *e = (l.ts, l.kind.or(e.1));
@@ -99,6 +106,13 @@ impl Truth {
             }
         }
         (t, used, late)
+    }
+
+    /// `Some(kind)` when a fraud label names this very event but not its session (kind `Other`
+    /// when the label named none); a session label about the session wins over it.
+    pub fn fraud_named_by_event(&self, ev: &ClickEvent) -> Option<LabelKind> {
+        let kind = self.events.get(&ev.event_id)?;
+        (!self.sessions.contains_key(&ev.session_id)).then(|| kind.unwrap_or(LabelKind::Other))
     }
 
     /// Whether a fraud label speaks of the event's session or account (at any time): such
@@ -181,6 +195,7 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
         (None, None) => 0,
     };
     let (truth, used, late) = Truth::known_at(&labels, ds.cutoff);
+    let mut named_by_event: HashMap<u64, LabelKind> = HashMap::new();
     ds.labels_used = used;
     ds.labels_late = late;
     let counts = if opts.label_delay_days.is_some() && opts.max_train_rows > 0 {
@@ -219,6 +234,9 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
             ds.first_ts = ds.first_ts.min(ev.ts);
             ds.last_ts = ds.last_ts.max(ev.ts);
             let session = session_hash(&ev.session_id);
+            if let Some(kind) = truth.fraud_named_by_event(ev) {
+                named_by_event.insert(session, kind);
+            }
             let keep = match &ds.split {
                 _ if ds.window.is_some() => ds.window.is_some_and(|(from, to)| (from..to).contains(&ev.ts)),
                 None => true,
@@ -226,6 +244,7 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
                     ds.train_sample_rate >= 1.0
                         || (session as f64) < ds.train_sample_rate * u64::MAX as f64
                         || truth.names_fraud_around(ev)
+                        || named_by_event.contains_key(&session)
                 }
                 Some(s) => s.contains(s.valid, ev.ts) || s.contains(s.test, ev.ts),
             };
@@ -242,6 +261,14 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
                 transfer_value: if ev.is(models::event::kind::TRANSFER) { ev.amount.unwrap_or(0.0) } else { 0.0 },
                 x: std::array::from_fn(|j| f.0[j] as f32),
             });
+        }
+    }
+    // The whole session of an event that a fraud label names, its rows before that event too.
+    if !named_by_event.is_empty() {
+        for row in ds.rows.iter_mut().filter(|r| !r.fraud) {
+            if let Some(kind) = named_by_event.get(&row.session) {
+                (row.fraud, row.kind) = (true, Some(*kind));
+            }
         }
     }
     ds.history_keys = replay.history().len();
@@ -353,18 +380,27 @@ mod tests {
         }
     }
 
+    /// A day boundary for the hand-made lakes below.
+    const T0: i64 = 1_780_000_000_000 - 1_780_000_000_000 % DAY_MS;
+
+    /// A lake holding `events` and `labels` (the directory lives as long as the guard).
+    fn lake_with(events: &[ClickEvent], labels: &[Label]) -> (tempfile::TempDir, Lake) {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::dir(dir.path());
+        lake.write_events("t", events, lake::Durability::Buffered).unwrap();
+        lake.write_labels("t", labels, lake::Durability::Buffered).unwrap();
+        (dir, lake)
+    }
+
     #[test]
     fn a_label_that_arrives_after_the_cutoff_is_not_used_and_account_labels_count_from_their_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let t0 = 1_780_000_000_000 - 1_780_000_000_000 % DAY_MS;
+        let t0 = T0;
         let events = [
             event("a1", "sa", "ua", t0),
             event("b1", "sb", "ub", t0 + 1000),
             event("m1", "sm1", "um", t0 + 2000),
             event("m2", "sm2", "um", t0 + 2 * DAY_MS),
         ];
-        let lake = Lake::dir(dir.path());
-        lake.write_events("t", &events, lake::Durability::Buffered).unwrap();
         let cutoff = t0 + 3 * DAY_MS;
         let labels = [
             label("known", t0 + DAY_MS, "ua", Some("sa"), LabelKind::Scam),
@@ -373,7 +409,7 @@ mod tests {
             // The mule account is labelled on day 1: its day-2 session is fraud, day-0 is not.
             label("account", t0 + DAY_MS, "um", None, LabelKind::Mule),
         ];
-        lake.write_labels("t", &labels, lake::Durability::Buffered).unwrap();
+        let (_dir, lake) = lake_with(&events, &labels);
         let ds = build(&lake, &Options { cutoff: Some(cutoff), ..Options::default() }, |_, _| {}).unwrap();
         let by_id: HashMap<&str, &Row> = events.iter().map(|e| e.event_id.as_str()).zip(&ds.rows).collect();
         assert_eq!((ds.labels_used, ds.labels_late), (2, 1));
@@ -384,6 +420,30 @@ mod tests {
         // With a later cut-off the late label counts.
         let later = build(&lake, &Options { cutoff: Some(cutoff + 2), ..Options::default() }, |_, _| {}).unwrap();
         assert!(later.rows[1].fraud);
+    }
+
+    #[test]
+    fn a_fraud_label_that_names_an_event_marks_its_whole_session_unless_a_session_label_says_otherwise() {
+        let t0 = T0;
+        // Three events of a's session, two of b's, one of c's, a second apart.
+        let ids = ["a1", "a2", "a3", "b1", "b2", "c1"];
+        let events: Vec<ClickEvent> = (0..)
+            .zip(ids)
+            .map(|(i, id)| event(id, &format!("s{}", &id[..1]), &format!("u{}", &id[..1]), t0 + i * 1000))
+            .collect();
+        let on_event = |id: &str, user: &str, event: &str| Label {
+            event_id: Some(event.into()),
+            ..label(id, t0 + DAY_MS, user, None, LabelKind::AccountTakeover)
+        };
+        // A chargeback names a's second event; b's event is named too, but an analyst cleared b.
+        let mut cleared = label("l3", t0 + DAY_MS, "ub", Some("sb"), LabelKind::Other);
+        cleared.is_fraud = false;
+        let labels = [on_event("l1", "ua", "a2"), on_event("l2", "ub", "b2"), cleared];
+        let (_dir, lake) = lake_with(&events, &labels);
+        let ds = build(&lake, &Options { cutoff: Some(t0 + 2 * DAY_MS), ..Options::default() }, |_, _| {}).unwrap();
+        let fraud: Vec<(bool, Option<LabelKind>)> = ds.rows.iter().map(|r| (r.fraud, r.kind)).collect();
+        let ato = (true, Some(LabelKind::AccountTakeover));
+        assert_eq!(fraud, [ato, ato, ato, (false, None), (false, None), (false, None)]);
     }
 
     #[test]
