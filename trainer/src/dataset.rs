@@ -171,12 +171,7 @@ fn rows_in(counts: &[(Option<i64>, usize)], window: (i64, i64)) -> f64 {
 pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize)) -> anyhow::Result<Dataset> {
     let (parts, strays) = without_strays(lake, lake.event_partitions()?)?;
     for (date, rows) in &strays {
-        tracing::warn!(
-            partition = %date,
-            rows,
-            "left out: a stray partition, more than {STRAY_GAP_DAYS} days from the rest of the lake with under {}% of its rows (a client clock that is wrong?)",
-            STRAY_SHARE * 100.0
-        );
+        tracing::warn!(partition = %date, rows, "left out as a stray ({})", strays_rule());
     }
     let labels = lake.read_labels()?;
     let mut replay = Replayer::new(MemoryHistory::expiring());
@@ -237,16 +232,16 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
             if let Some(kind) = truth.fraud_named_by_event(ev) {
                 named_by_event.insert(session, kind);
             }
-            let keep = match &ds.split {
-                _ if ds.window.is_some() => ds.window.is_some_and(|(from, to)| (from..to).contains(&ev.ts)),
-                None => true,
-                Some(s) if s.contains(s.train, ev.ts) => {
+            let keep = match (&ds.window, &ds.split) {
+                (Some((from, to)), _) => (*from..*to).contains(&ev.ts),
+                (None, None) => true,
+                (None, Some(s)) if s.contains(s.train, ev.ts) => {
                     ds.train_sample_rate >= 1.0
                         || (session as f64) < ds.train_sample_rate * u64::MAX as f64
                         || truth.names_fraud_around(ev)
                         || named_by_event.contains_key(&session)
                 }
-                Some(s) => s.contains(s.valid, ev.ts) || s.contains(s.test, ev.ts),
+                (None, Some(s)) => s.contains(s.valid, ev.ts) || s.contains(s.test, ev.ts),
             };
             if !keep {
                 ds.rows_dropped += 1;
@@ -277,9 +272,17 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
 }
 
 /// Days between date partitions beyond which a small group of them is taken for a stray.
-pub const STRAY_GAP_DAYS: i64 = 30;
+const STRAY_GAP_DAYS: i64 = 30;
 /// Share of the lake's rows under which a group of partitions that far from the rest is a stray.
-pub const STRAY_SHARE: f64 = 0.01;
+const STRAY_SHARE: f64 = 0.01;
+/// What a stray is, for the log and the report.
+pub fn strays_rule() -> String {
+    format!(
+        "date partitions more than {STRAY_GAP_DAYS} days from the rest of the lake with under {} % of its rows: \
+         a client clock that is wrong?",
+        STRAY_SHARE * 100.0
+    )
+}
 
 type Partitions = Vec<(String, Vec<lake::LakeFile>)>;
 

@@ -6,7 +6,7 @@
 //! feature definition exactly as `trainer train` replays it; only the window's rows are kept.
 
 use crate::dataset;
-use crate::eval::{self, Metrics};
+use crate::eval::Metrics;
 use crate::run::{self, day};
 use anyhow::Context;
 use std::path::PathBuf;
@@ -81,13 +81,7 @@ pub fn evaluate(args: &EvaluateArgs) -> anyhow::Result<Evaluation> {
         max_train_rows: 0,
         recent_days: Some(args.days),
     };
-    let parts = args.lake.partitions(lake::EVENTS).unwrap_or_default().len();
-    let bar = run::progress_bar(parts as u64, "replay");
-    let ds = dataset::build(&args.lake, &opts, |date, n| {
-        bar.inc(1);
-        tracing::info!(date, events = n, "replayed partition");
-    })?;
-    bar.finish_and_clear();
+    let ds = run::replay_lake(&args.lake, &opts)?;
     let window = ds.window.context("the evaluation window is set when the options ask for one")?;
     if ds.rows.is_empty() {
         anyhow::bail!(
@@ -101,11 +95,9 @@ pub fn evaluate(args: &EvaluateArgs) -> anyhow::Result<Evaluation> {
         );
     }
     let rows: Vec<&dataset::Row> = ds.rows.iter().collect();
-    let sessions = eval::sessions(&rows, &run::score_rows(&model, &rows));
-    let metrics = eval::metrics(&sessions);
+    let (sessions, metrics) = run::measure(&model, &rows);
     let against = against.map(|(m, v)| {
-        let sessions = eval::sessions(&rows, &run::score_rows(&m, &rows));
-        let metrics = eval::metrics(&sessions);
+        let (sessions, metrics) = run::measure(&m, &rows);
         (v, sessions, metrics)
     });
     tracing::info!(

@@ -56,8 +56,28 @@ pub struct Outcome {
     pub dir: PathBuf,
 }
 
-pub(crate) fn score_rows(m: &ModelArtifact, rows: &[&Row]) -> Vec<f64> {
+fn score_rows(m: &ModelArtifact, rows: &[&Row]) -> Vec<f64> {
     rows.iter().map(|r| m.score(&train::features_of(r)).score).collect()
+}
+
+/// `model`'s sessions over `rows` (a session scored by its highest event) and their metrics.
+pub(crate) fn measure(model: &ModelArtifact, rows: &[&Row]) -> (Vec<eval::Session>, Metrics) {
+    let sessions = eval::sessions(rows, &score_rows(model, rows));
+    let metrics = eval::metrics(&sessions);
+    (sessions, metrics)
+}
+
+/// Replays `lake` through the feature definition ([`dataset::build`]), with a progress bar on a
+/// terminal and a log line per partition.
+pub(crate) fn replay_lake(lake: &lake::Lake, opts: &dataset::Options) -> anyhow::Result<dataset::Dataset> {
+    let parts = lake.partitions(lake::EVENTS).unwrap_or_default().len();
+    let bar = progress_bar(parts as u64, "replay");
+    let ds = dataset::build(lake, opts, |date, n| {
+        bar.inc(1);
+        tracing::info!(date, events = n, "replayed partition");
+    })?;
+    bar.finish_and_clear();
+    Ok(ds)
 }
 
 fn new_version(registry: &Path) -> String {
@@ -120,7 +140,7 @@ struct Candidate {
     secs: f64,
 }
 
-pub(crate) fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     // On stderr, hidden when it is not a terminal (CI, logs): the tracing lines say the same.
     indicatif::ProgressBar::new(len)
         .with_style(
@@ -138,29 +158,23 @@ fn calibrate(mut model: ModelArtifact, valid_rows: &[&Row]) -> (ModelArtifact, M
     if labels.iter().any(|y| *y) {
         model.calibration = Some(train::fit_platt(&margins, &labels));
     }
-    let sessions = eval::sessions(valid_rows, &score_rows(&model, valid_rows));
+    let (sessions, metrics) = measure(&model, valid_rows);
     // The validation window's session score distribution lets a policy set thresholds by
     // target alert rate (`top_share`) instead of by raw score.
     model.meta["session_score_top_shares"] = serde_json::json!(eval::top_shares(&sessions));
-    (model, eval::metrics(&sessions))
+    (model, metrics)
 }
 
 fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
     let mut steps: Vec<(&str, f64)> = Vec::new();
     let t0 = Instant::now();
-    let parts = args.lake.partitions(lake::EVENTS).unwrap_or_default().len();
-    let bar = progress_bar(parts as u64, "replay");
     let opts = dataset::Options {
         cutoff: None,
         label_delay_days: Some(args.label_delay_days),
         max_train_rows: args.max_train_rows,
         recent_days: None,
     };
-    let ds = dataset::build(&args.lake, &opts, |date, n| {
-        bar.inc(1);
-        tracing::info!(date, events = n, "replayed partition");
-    })?;
-    bar.finish_and_clear();
+    let ds = replay_lake(&args.lake, &opts)?;
     steps.push(("replay the lake through the feature definition", t0.elapsed().as_secs_f64()));
     tracing::info!(
         events = ds.events_read,
@@ -227,14 +241,8 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
         .map(|(i, _)| i)
         .expect("at least one model family is fitted");
     let t2 = Instant::now();
-    let mut tested: Vec<(Vec<eval::Session>, Metrics)> = candidates
-        .iter()
-        .map(|c| {
-            let sessions = eval::sessions(&test_rows, &score_rows(&c.model, &test_rows));
-            let metrics = eval::metrics(&sessions);
-            (sessions, metrics)
-        })
-        .collect();
+    let mut tested: Vec<(Vec<eval::Session>, Metrics)> =
+        candidates.iter().map(|c| measure(&c.model, &test_rows)).collect();
     let selection: Vec<(String, f64, Metrics)> = candidates
         .iter()
         .zip(&tested)
@@ -255,8 +263,7 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
         None => (true, "no champion yet".to_string(), None, None),
         Some(Err(e)) => (true, format!("the champion cannot be used by this build ({e:#})"), None, None),
         Some(Ok(c)) => {
-            let cs = eval::sessions(&test_rows, &score_rows(&c, &test_rows));
-            let ct = eval::metrics(&cs);
+            let (cs, ct) = measure(&c, &test_rows);
             let better = test.average_precision >= ct.average_precision + args.min_improvement;
             let why = format!(
                 "average precision {:.4} vs champion {} {:.4} on the same test window (margin {})",
@@ -345,8 +352,7 @@ pub(crate) fn day(t: i64) -> String {
 }
 
 /// The report's metric tables: `m` beside another model's (its column's name, and its metrics
-/// or dashes), then
-/// recall by fraud kind. `window` names where the sessions come from.
+/// or dashes), then recall by fraud kind. `window` names where the sessions come from.
 pub(crate) fn metrics_section(window: &str, m: &Metrics, (other_name, other): (&str, Option<&Metrics>)) -> String {
     let row = |name: &str, f: &dyn Fn(&Metrics) -> f64| {
         format!("| {name} | {:.4} | {} |\n", f(m), other.map(|c| format!("{:.4}", f(c))).unwrap_or_else(|| "–".into()))
@@ -401,13 +407,7 @@ fn report(c: &ReportContext, m: &Metrics, champion: Option<&Metrics>) -> String 
     );
     if !c.strays.is_empty() {
         let list: Vec<String> = c.strays.iter().map(|(d, n)| format!("{d} ({n} rows)")).collect();
-        s += &format!(
-            "Left out as strays (date partitions more than {} days from the rest of the lake with under {} % of \
-             its rows: a client clock that is wrong?): {}.\n\n",
-            dataset::STRAY_GAP_DAYS,
-            dataset::STRAY_SHARE * 100.0,
-            list.join(", ")
-        );
+        s += &format!("Left out as strays ({}): {}.\n\n", dataset::strays_rule(), list.join(", "));
     }
     s += &metrics_section("Test window", m, ("champion", champion));
     s += "\n## Model selection\n\nEach family fitted and calibrated; the one with the higher validation average precision is kept.\n\n| family | validation AP | test AP |\n|---|---|---|\n";
