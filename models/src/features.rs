@@ -461,7 +461,8 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
     // Who tried to log in: the account, or for an attempt that names none (a site that records
     // the account of successful logins only), its session. A stuffing tool's attempts come each
     // in a fresh session, a customer's retries in one.
-    let who = || ev.user_id.as_deref().map_or_else(|| sid.prefixed("s:"), Text::from);
+    let user = ev.user_id.as_deref().map(Text::from);
+    let who = is_login.then(|| user.unwrap_or_else(|| sid.prefixed("s:")));
     // Distinct accounts per address and device are recorded on logins; with a user, below.
     let record_login = |p: &mut Planner<'e>, who: Text<'e>| {
         p.write(add(ip_users, who, ts, DAY_MS, MAX_SET, 2 * DAY_S));
@@ -473,15 +474,15 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
     // User agent, site-wide, on logins: a stuffing wave spreads over many addresses and users
     // but rarely over many agents. Members are users, so one customer's retries count once.
     let mut s = Slots::default();
-    if is_login && ev.user_agent.is_some() {
-        let (digest, who) = (Text::from(&texts.agent), who());
+    if let Some(who) = who.filter(|_| ev.user_agent.is_some()) {
+        let digest = Text::from(&texts.agent);
         let fails = p.counter(Key::new("ua:fl", digest), ts, [TEN_MINUTES_MS, HOUR_MS], login_failed.then_some(who));
         let [logins] = p.counter(Key::new("ua:lg", digest), ts, [TEN_MINUTES_MS], Some(who));
         (s.ua_fail, s.ua_logins) = (Some(fails), Some(logins));
     }
 
     // User.
-    if let Some(user) = ev.user_id.as_deref().map(Text::from) {
+    if let Some(user) = user {
         let seen = Key::new("u:seen", user);
         // Failed logins and resets do not prove the account exists; TTLs only ever grow, so
         // this never shortens a real customer's history.
@@ -528,8 +529,8 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
         if is_login {
             record_login(&mut p, user);
         }
-    } else if is_login {
-        record_login(&mut p, who());
+    } else if let Some(who) = who {
+        record_login(&mut p, who);
     }
 
     // Payee fan-in (mules receive from many payers).
