@@ -499,6 +499,56 @@ fn joined([lo, hi]: [u64; 2]) -> Id {
     u128::from(lo) | (u128::from(hi) << 64)
 }
 
+/// A key's first-seen times by member. Most keys hold a few (a session's marks, a user's
+/// first sightings of a device, address, network and country), which a scan of a vector of
+/// 24-byte entries finds without hashing again or a table's allocation and rehashes; past
+/// [`INDEX_ABOVE`] members they move to a hash table.
+#[derive(Debug, Clone)]
+enum FirstSeen {
+    Few(Vec<([u64; 2], i64)>),
+    Many(Box<IdMap<i64>>),
+}
+
+impl Default for FirstSeen {
+    fn default() -> Self {
+        FirstSeen::Few(Vec::new())
+    }
+}
+
+impl FirstSeen {
+    fn get(&self, id: Id) -> Option<i64> {
+        match self {
+            FirstSeen::Few(v) => {
+                let id = halves(id);
+                v.iter().find(|(m, _)| *m == id).map(|(_, t)| *t)
+            }
+            FirstSeen::Many(m) => m.get(&id).copied(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            FirstSeen::Few(v) => v.is_empty(),
+            FirstSeen::Many(m) => m.is_empty(),
+        }
+    }
+
+    /// Records `id` at `ts`; `id` is not yet here.
+    fn insert(&mut self, id: Id, ts: i64) {
+        match self {
+            FirstSeen::Few(v) if v.len() < INDEX_ABOVE => v.push((halves(id), ts)),
+            FirstSeen::Few(v) => {
+                let mut m: IdMap<i64> = v.iter().map(|(m, t)| (joined(*m), *t)).collect();
+                m.insert(id, ts);
+                *self = FirstSeen::Many(Box::new(m));
+            }
+            FirstSeen::Many(m) => {
+                m.insert(id, ts);
+            }
+        }
+    }
+}
+
 /// Key expiry on event time, for replay: a key's deadline is the replay clock (the newest event
 /// time seen) plus its `ttl_s`, set the way the Redis store sets it (`Add` and `Swap` reset it,
 /// `FirstSeen` only extends it). Live, Redis expires keys on the wall clock, which runs with
@@ -521,11 +571,12 @@ const SWEEP_EVERY_MS: i64 = 4 * 3_600_000;
 ///
 /// Replay runs every event of the lake through here, so it avoids work per op: keys and map
 /// members are held as 128-bit XXH3 hashes, not text, taken once when the plan names them
-/// ([`Text`], [`Key::new`]); sorted-set members and string values are shared strings.
+/// ([`Text`], [`Key::new`]); a set of one member needs no allocation of its own
+/// (`SortedSet`) and a key's first-seen times no table until it has many (`FirstSeen`).
 #[derive(Debug, Default, Clone)]
 pub struct MemoryHistory {
     sets: IdMap<Expiring<SortedSet>>,
-    maps: IdMap<Expiring<IdMap<i64>>>,
+    maps: IdMap<Expiring<FirstSeen>>,
     strings: IdMap<Expiring<Option<Arc<str>>>>,
     clock: Option<Clock>,
     /// Where a member or value with a prefix is joined before it is stored.
@@ -636,8 +687,8 @@ impl MemoryHistory {
                 // Set when new, extend when longer, never shorten: as `EXPIRE NX` + `EXPIRE GT`.
                 let extended = reset(clock, *ttl_s);
                 e.deadline = if e.value.is_empty() { extended } else { e.deadline.max(extended) };
-                match e.value.get(&member.id) {
-                    Some(t) => OpResult::Time(Some(*t)),
+                match e.value.get(member.id) {
+                    Some(t) => OpResult::Time(Some(t)),
                     None => {
                         e.value.insert(member.id, *ts);
                         OpResult::Time(None)
@@ -646,7 +697,7 @@ impl MemoryHistory {
             }
             Op::Lookup { key, member } => {
                 let (k, member) = (key.hash, member.id);
-                OpResult::Time(live(&self.maps, clock, k).and_then(|m| m.get(&member)).copied())
+                OpResult::Time(live(&self.maps, clock, k).and_then(|m| m.get(member)))
             }
             Op::Swap { key, value, ttl_s } => {
                 let value = whole(scratch, value);
@@ -775,6 +826,27 @@ mod tests {
     fn a_set_of_one_member_fills_one_cache_line_with_its_key_and_deadline() {
         // What a lookup of most sets reads: keeping it one line is the point of `SortedSet::One`.
         assert_eq!(std::mem::size_of::<(Id, Expiring<SortedSet>)>(), 64);
+    }
+
+    #[test]
+    fn first_seen_times_stay_right_as_a_key_grows_past_its_index_threshold() {
+        let mut h = MemoryHistory::new();
+        let member = |i: i64| format!("m{i}");
+        for i in 0..40_i64 {
+            let m = member(i);
+            let op = Op::FirstSeen { key: k("m"), member: m.as_str().into(), ts: 100 + i, ttl_s: 0 };
+            assert_eq!(h.apply(&op), OpResult::Time(None), "{m} is new");
+            // Every member so far keeps its first time, whether scanned or indexed.
+            for j in 0..=i {
+                let (m, seen_again) = (member(j), 1000 + j);
+                let again = Op::FirstSeen { key: k("m"), member: m.as_str().into(), ts: seen_again, ttl_s: 0 };
+                assert_eq!(h.apply(&again), OpResult::Time(Some(100 + j)), "{m} after {i} members");
+                assert_eq!(h.apply(&Op::Lookup { key: k("m"), member: m.as_str().into() }).time(), Some(100 + j));
+            }
+        }
+        assert_eq!(h.apply(&Op::Lookup { key: k("m"), member: "never".into() }).time(), None);
+        let indexed = h.maps.values().all(|e| matches!(e.value, FirstSeen::Many(_)));
+        assert!(indexed, "the key ends indexed");
     }
 
     #[test]
