@@ -765,14 +765,16 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     set(F::SessionDeviceChanged, flag(device_changed));
 
     // The user's previous successful login: "country|ts".
-    let last = ro(s.last_login)
-        .and_then(OpResult::value)
-        .and_then(|v| v.rsplit_once('|'))
-        .and_then(|(c, t)| t.parse::<i64>().ok().map(|t| (c.to_string(), t)));
+    // A swap answers `Same` when this login's text was the last one already (the same event again).
+    let last = match ro(s.last_login) {
+        Some(OpResult::Same) => Some(plan.texts.last_login.as_str()),
+        answer => answer.and_then(OpResult::value),
+    };
+    let last = last.and_then(|v| v.rsplit_once('|')).and_then(|(c, t)| t.parse::<i64>().ok().map(|t| (c, t)));
     if let Some((country, at)) = last {
         let hours = ((ts - at).max(0) as f64 / HOUR_MS as f64).min(720.0);
         let changed = match &ev.country {
-            Some(c) => !country.is_empty() && *c != country,
+            Some(c) => !country.is_empty() && c != country,
             None => false,
         };
         set(F::LoginCountryChanged, flag(changed));
@@ -810,7 +812,7 @@ impl Replayer {
         // enum's drop glue (a call per answer) was a twentieth of replay's instructions.
         for answer in self.results.drain(..) {
             match answer {
-                OpResult::Count(_) | OpResult::Time(_) | OpResult::Done => std::mem::forget(answer),
+                OpResult::Count(_) | OpResult::Time(_) | OpResult::Same | OpResult::Done => std::mem::forget(answer),
                 owning => drop(owning),
             }
         }

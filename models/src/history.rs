@@ -220,7 +220,9 @@ pub enum Op<'a> {
     FirstSeen { key: Key<'a>, member: Text<'a>, ts: i64, ttl_s: u32 },
     /// First-seen time of `member` in map `key`, without recording anything.
     Lookup { key: Key<'a>, member: Text<'a> },
-    /// Sets string `key` to `value` and returns the previous value.
+    /// Sets string `key` to `value` and returns the previous value, or [`OpResult::Same`] if
+    /// that was `value` already (most swaps: a session's address and device rarely change, and
+    /// a store then need not hand back a text the caller holds).
     Swap { key: Key<'a>, value: Text<'a>, ttl_s: u32 },
     /// Reads string `key`.
     Get { key: Key<'a> },
@@ -234,6 +236,8 @@ pub enum OpResult {
     Times(Vec<i64>),
     Time(Option<i64>),
     Value(Option<Arc<str>>),
+    /// An [`Op::Swap`] whose key held its value already.
+    Same,
     Done,
 }
 
@@ -269,6 +273,8 @@ impl OpResult {
             _ => None,
         }
     }
+    /// A [`Get`](Op::Get)'s value, or a [`Swap`](Op::Swap)'s previous value when it differed
+    /// from the new one (`None` for [`OpResult::Same`], whose value is the swap's own).
     pub fn value(&self) -> Option<&str> {
         match self {
             OpResult::Value(v) => v.as_deref(),
@@ -577,11 +583,15 @@ const SWEEP_EVERY_MS: i64 = 4 * 3_600_000;
 pub struct MemoryHistory {
     sets: IdMap<Expiring<SortedSet>>,
     maps: IdMap<Expiring<FirstSeen>>,
-    strings: IdMap<Expiring<Option<Arc<str>>>>,
+    strings: IdMap<Expiring<Option<Stored>>>,
     clock: Option<Clock>,
     /// Where a member or value with a prefix is joined before it is stored.
     scratch: String,
 }
+
+/// A string's value with its [`Id`] (as [`halves`]), which a swap compares without reading
+/// the text.
+type Stored = ([u64; 2], Arc<str>);
 
 /// A value and the event time at which it expires (`i64::MAX`: never).
 #[derive(Debug, Default, Clone)]
@@ -700,16 +710,17 @@ impl MemoryHistory {
                 OpResult::Time(live(&self.maps, clock, k).and_then(|m| m.get(member)))
             }
             Op::Swap { key, value, ttl_s } => {
-                let value = whole(scratch, value);
+                let id = halves(value.id);
                 let e = entry(&mut self.strings, clock, key.hash);
                 e.deadline = reset(clock, *ttl_s);
-                // A session's address and device rarely change: keep the stored text then.
                 match &e.value {
-                    Some(old) if **old == *value => OpResult::Value(Some(old.clone())),
-                    _ => OpResult::Value(e.value.replace(Arc::from(value))),
+                    Some((old, _)) if *old == id => OpResult::Same,
+                    _ => OpResult::Value(e.value.replace((id, Arc::from(whole(scratch, value)))).map(|(_, v)| v)),
                 }
             }
-            Op::Get { key } => OpResult::Value(live(&self.strings, clock, key.hash).cloned().flatten()),
+            Op::Get { key } => {
+                OpResult::Value(live(&self.strings, clock, key.hash).and_then(|v| v.as_ref()).map(|(_, v)| v.clone()))
+            }
         }
     }
 
@@ -859,7 +870,7 @@ mod tests {
         let sw = |v: &'static str| Op::Swap { key: k("s"), value: v.into(), ttl_s: 0 };
         assert_eq!(h.apply(&sw("1")).value(), None);
         assert_eq!(h.apply(&sw("2")).value(), Some("1"));
-        assert_eq!(h.apply(&sw("2")).value(), Some("2"), "the same value again returns itself");
+        assert_eq!(h.apply(&sw("2")), OpResult::Same, "the same value again is answered as such");
         assert_eq!(h.apply(&Op::Get { key: k("s") }).value(), Some("2"));
     }
 

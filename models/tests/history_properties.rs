@@ -70,7 +70,10 @@ impl Reference {
             Op::Lookup { key, member } => {
                 OpResult::Time(self.maps.get(&text(key)).and_then(|m| m.get(&member.to_string())).copied())
             }
-            Op::Swap { key, value, .. } => OpResult::Value(self.strings.insert(text(key), value.to_string().into())),
+            Op::Swap { key, value, .. } => match self.strings.insert(text(key), value.to_string().into()) {
+                Some(prev) if *prev == *value.to_string() => OpResult::Same,
+                prev => OpResult::Value(prev),
+            },
             Op::Get { key } => OpResult::Value(self.strings.get(&text(key)).cloned()),
         }
     }
