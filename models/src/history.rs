@@ -940,6 +940,21 @@ mod tests {
     }
 
     #[test]
+    fn addresses_and_networks_are_written_as_display_writes_them() {
+        for b in 0..=255u8 {
+            for ip in [[b, 0, 9, 255], [10, b, 1, 2], [1, 99, b, 100], [255, 255, 255, b]] {
+                let ip = std::net::Ipv4Addr::from(ip);
+                let (mut addr, mut net) = (String::new(), String::new());
+                write_addr(&mut addr, ip.into());
+                write_subnet(&mut net, ip.into());
+                assert_eq!(addr, ip.to_string());
+                let [a, b, c, _] = ip.octets();
+                assert_eq!(net, format!("{a}.{b}.{c}.0/24"));
+            }
+        }
+    }
+
+    #[test]
     fn texts_and_keys_render_as_redis_sees_them() {
         let v4: IpAddr = "10.20.3.4".parse().unwrap();
         let v6: IpAddr = "2001:db8:a:b:1:2:3:4".parse().unwrap();
