@@ -38,12 +38,14 @@ pub struct Config {
     /// Largest accepted event, in bytes; larger ones go to the dead-letter topic.
     #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = models::event::DEFAULT_MAX_EVENT_BYTES)]
     pub max_event_bytes: usize,
+    #[command(flatten)]
+    pub clock: platform::config::ClockArgs,
 }
 
 const SERVICE: &str = "enricher";
 /// Every reason the enricher gives a dead letter (the `reason` label's values).
 pub const DLQ_REASONS: &[&str] =
-    &["oversize", "invalid_json", "schema_violation", "invalid_encoding", "invalid_log_line"];
+    &["oversize", "invalid_json", "schema_violation", "invalid_encoding", "invalid_log_line", "ts_ahead_of_record"];
 pub const LIST_HITS: &str = "fraud_list_hits_total";
 pub const LIST_ENTRIES: &str = "fraud_list_entries";
 pub const DEGRADED: &str = "fraud_events_without_history_total";
@@ -80,6 +82,8 @@ pub struct Enricher<S> {
     pub lists: ListCache,
     pub topics: TopicArgs,
     pub max_event_bytes: usize,
+    /// Events further ahead of their record's time are dead letters (0: no check).
+    pub max_ts_ahead_secs: u64,
     pub metrics: EnricherMetrics,
     /// How raw access-log lines become events.
     pub weblog: (crate::weblog::LogFormat, crate::weblog::Routes),
@@ -101,6 +105,7 @@ impl<S: HistoryStore> Enricher<S> {
             lists,
             topics,
             max_event_bytes,
+            max_ts_ahead_secs: models::event::DEFAULT_MAX_TS_AHEAD_SECS,
             metrics,
             weblog: Default::default(),
             schema: feature_schema_hash(),
@@ -110,13 +115,15 @@ impl<S: HistoryStore> Enricher<S> {
 
     /// A JSON click event, or a raw log line from the weblogs topic, as an event or an error.
     fn decode(&self, rec: &InRecord) -> Result<ClickEvent, (&'static str, String)> {
-        if rec.topic == self.topics.weblogs_topic {
+        let ev = if rec.topic == self.topics.weblogs_topic {
             let id = format!("wl-{}-{}", rec.partition, rec.offset);
             crate::weblog::parse_line(&rec.payload, &self.weblog.0, &self.weblog.1, id)
-                .map_err(|e| (e.reason(), e.to_string()))
+                .map_err(|e| (e.reason(), e.to_string()))?
         } else {
-            ClickEvent::decode(&rec.payload, self.max_event_bytes).map_err(|e| (e.reason(), e.to_string()))
-        }
+            ClickEvent::decode(&rec.payload, self.max_event_bytes).map_err(|e| (e.reason(), e.to_string()))?
+        };
+        ev.check_clock(rec.timestamp_ms, self.max_ts_ahead_secs).map_err(|e| (e.reason(), e.to_string()))?;
+        Ok(ev)
     }
 }
 
@@ -216,6 +223,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         Enricher::new(store, cache.clone(), cfg.service.topics.clone(), cfg.max_event_bytes, metrics.clone());
     enricher.weblog = (cfg.log_format.clone(), log_routes);
     enricher.redis_policy = cfg.service.redis.on_redis_error;
+    enricher.max_ts_ahead_secs = cfg.clock.max_ts_ahead_secs;
     tracing::info!(%http_addr, brokers = %cfg.service.kafka.brokers, redis = %redis_shown, schema = %feature_schema_hash(), "enricher started");
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(async move { http.await? });

@@ -73,6 +73,12 @@ pub enum DecodeError {
     InvalidJson(String),
     #[error("schema violation: {0}")]
     Schema(String),
+    #[error(
+        "ts is {ahead_s} s ahead of the time its record entered Kafka, more than the {max_s} s \
+         allowed (--max-ts-ahead-secs): a time in the future would cut short every window the \
+         event touches; fix the sender's clock or raise the limit"
+    )]
+    AheadOfRecord { ahead_s: i64, max_s: u64 },
 }
 
 impl DecodeError {
@@ -81,12 +87,17 @@ impl DecodeError {
             DecodeError::Oversize { .. } => "oversize",
             DecodeError::InvalidJson(_) => "invalid_json",
             DecodeError::Schema(_) => "schema_violation",
+            DecodeError::AheadOfRecord { .. } => "ts_ahead_of_record",
         }
     }
 }
 
 /// Default upper bound on one event's encoded size.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 64 * 1024;
+
+/// Default for how far, in seconds, an event's `ts` may run ahead of the time its record
+/// entered Kafka. Generous for clocks that drift; far too short to empty a day's windows.
+pub const DEFAULT_MAX_TS_AHEAD_SECS: u64 = 900;
 
 impl ClickEvent {
     /// An event with the required fields only; the optional ones are `None`.
@@ -127,6 +138,23 @@ impl ClickEvent {
         })?;
         ev.validate()?;
         Ok(ev)
+    }
+
+    /// Refuses an event whose `ts` is more than `max_ahead_secs` ahead of `record_ms`, the
+    /// time its record entered Kafka (the producer's or the broker's clock, which the sender of
+    /// the event does not set). Windows are trimmed by the newest event time a key sees, so one
+    /// event from the future would empty the counters it touches (an attacker's reset, or a
+    /// client whose clock is a year ahead). The enricher dead-letters such events and the lake
+    /// sink leaves them out, so that replay sees what the live path saw. No check without a
+    /// record time or with a limit of 0.
+    pub fn check_clock(&self, record_ms: Option<i64>, max_ahead_secs: u64) -> Result<(), DecodeError> {
+        let Some(record_ms) = record_ms.filter(|t| *t > 0 && max_ahead_secs > 0) else { return Ok(()) };
+        let ahead_ms = self.ts.saturating_sub(record_ms);
+        let max_ms = i64::try_from(max_ahead_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        if ahead_ms > max_ms {
+            return Err(DecodeError::AheadOfRecord { ahead_s: ahead_ms / 1000, max_s: max_ahead_secs });
+        }
+        Ok(())
     }
 
     /// The checks of the schema that serde's types do not already enforce.
@@ -235,6 +263,22 @@ mod tests {
         assert_eq!(ev.ts, 1_793_527_200_000);
         assert_eq!(ev.user_id, None);
         assert_eq!(ev.event_type, "login");
+    }
+
+    #[test]
+    fn an_event_too_far_ahead_of_its_records_time_is_refused_with_how_far() {
+        let ev = ClickEvent::decode(minimal().as_bytes(), DEFAULT_MAX_EVENT_BYTES).unwrap();
+        let at = |secs: i64| Some(ev.ts - secs * 1000);
+        assert_eq!(ev.check_clock(at(900), 900), Ok(()), "exactly the limit ahead is allowed");
+        assert_eq!(ev.check_clock(at(-3600), 900), Ok(()), "late events are normal");
+        let e = ev.check_clock(at(901), 900).unwrap_err();
+        assert_eq!(
+            (e.reason(), e.clone()),
+            ("ts_ahead_of_record", DecodeError::AheadOfRecord { ahead_s: 901, max_s: 900 })
+        );
+        assert!(e.to_string().contains("901 s ahead"), "{e}");
+        assert_eq!(ev.check_clock(at(86_400 * 365), 0), Ok(()), "a limit of 0 turns the check off");
+        assert_eq!(ev.check_clock(None, 900), Ok(()), "no record time, no check");
     }
 
     #[test]

@@ -101,6 +101,18 @@ pub enum RedisPolicy {
     Degrade,
 }
 
+/// How far ahead of the time its record entered Kafka an event's `ts` may be; the enricher and
+/// the lake sink apply the same limit, so that replaying the lake sees the events the live path
+/// saw.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ClockArgs {
+    /// Largest lead, in seconds, of an event's `ts` over its Kafka record's timestamp. An event
+    /// further ahead would cut short every window it touches: the enricher dead-letters it
+    /// (`ts_ahead_of_record`) and the lake sink leaves it out. 0 turns the check off.
+    #[arg(long, env = "MAX_TS_AHEAD_SECS", default_value_t = models::event::DEFAULT_MAX_TS_AHEAD_SECS)]
+    pub max_ts_ahead_secs: u64,
+}
+
 /// Shared topic names (defaults from the contract).
 #[derive(Debug, Clone, Args)]
 pub struct TopicArgs {

@@ -184,7 +184,20 @@ async fn replaying_a_lake_the_sink_wrote_gives_the_features_the_enricher_served(
     let mut events = traffic(41, 1500);
     // The lake reads a day in (ts, event_id) order; send in that order.
     events.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.event_id.cmp(&b.event_id)));
-    send_in_chunks(&stack.brokers(), "clickstream", &events, 1, async |_| {}).await;
+    // One event from two days ahead, early in a long session: taken in, it would trim the
+    // session's earlier events from its windows (its own time minus a day) and every later
+    // event of the session would count fewer; replay, reading it last, would not. The
+    // enricher dead-letters it and the sink leaves it out, so both see the same stream.
+    let mut per_session: HashMap<&str, usize> = HashMap::new();
+    for e in &events {
+        *per_session.entry(&e.session_id).or_default() += 1;
+    }
+    let at = events.iter().position(|e| per_session[e.session_id.as_str()] >= 5).expect("a long session") + 1;
+    let mut future = events[at - 1].clone();
+    (future.event_id, future.ts) = ("from-the-future".into(), platform::now_ms() + 2 * 86_400_000);
+    let mut sent = events.clone();
+    sent.insert(at, future);
+    send_in_chunks(&stack.brokers(), "clickstream", &sent, 1, async |_| {}).await;
     let features = |lake: &Lake| -> Vec<lake::ServedFeatures> {
         lake.partitions(lake::FEATURES)
             .unwrap_or_default()
@@ -227,4 +240,11 @@ async fn replaying_a_lake_the_sink_wrote_gives_the_features_the_enricher_served(
         }
     }
     assert!(differing.is_empty(), "{} differences, first: {:?}", differing.len(), &differing[..differing.len().min(5)]);
+    assert!(!lake_event_counts(&lake).contains_key("from-the-future"), "the sink left the event from the future out");
+    let dlq = e2e_tests::kafka::consume_until(&stack.brokers(), "clickstream.dlq", Duration::from_secs(30), |rs| {
+        !rs.is_empty()
+    })
+    .await;
+    let reasons: Vec<_> = dlq.iter().map(|r| r.headers.get("dlq.reason").cloned().unwrap_or_default()).collect();
+    assert_eq!(reasons, ["ts_ahead_of_record"], "the enricher dead-lettered it, and nothing else");
 }

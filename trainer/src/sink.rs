@@ -15,6 +15,7 @@
 use anyhow::Context;
 use lake::{Lake, LakeFile};
 use models::{ClickEvent, EnrichedEvent, Label, Verdict};
+use platform::config::ClockArgs;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -25,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 pub const RECORDS: &str = "fraud_sink_records_total";
 pub const FILES: &str = "fraud_sink_files_total";
 pub const ROLL_SECONDS: &str = "fraud_sink_roll_seconds";
+/// The outcome of a record the sink could not read.
+const UNDECODABLE: &str = "undecodable";
 const MANIFESTS: &str = "_sink";
 
 #[derive(Debug, Clone, clap::Args)]
@@ -46,6 +49,9 @@ pub struct SinkArgs {
     /// …or once its oldest buffered record has waited this long (seconds).
     #[arg(long, env = "SINK_ROLL_SECONDS", default_value_t = 60.0)]
     pub roll_seconds: f64,
+    /// The enricher's limit too: an event it dead-letters must not be replayed from the lake.
+    #[command(flatten)]
+    pub clock: platform::config::ClockArgs,
 }
 
 #[derive(Clone)]
@@ -61,7 +67,7 @@ impl SinkMetrics {
             records: IntCounterVec::new(
                 Opts::new(
                     RECORDS,
-                    "Records the lake sink consumed, by topic and outcome (written, undecodable, already_in_lake)",
+                    "Records the lake sink consumed, by topic and outcome (written, undecodable, ts_ahead_of_record, already_in_lake)",
                 ),
                 &["topic", "outcome"],
             )?,
@@ -117,11 +123,16 @@ impl Items {
     }
 
     /// Decodes and keeps `payload`; an error is the reason it cannot be.
-    fn push(&mut self, payload: &[u8]) -> Result<(), String> {
-        let e = |e: serde_json::Error| e.to_string();
+    /// Adds a record's item; a record left out says why, as the outcome label and a message.
+    fn push(&mut self, payload: &[u8], record_ms: Option<i64>, clock: ClockArgs) -> Result<(), (&'static str, String)> {
+        let e = |e: serde_json::Error| (UNDECODABLE, e.to_string());
         match self {
             Items::Events(v) => {
-                v.push(ClickEvent::decode(payload, models::event::DEFAULT_MAX_EVENT_BYTES).map_err(|e| e.to_string())?)
+                let ev = ClickEvent::decode(payload, models::event::DEFAULT_MAX_EVENT_BYTES)
+                    .map_err(|e| (UNDECODABLE, e.to_string()))?;
+                // Left out as the enricher dead-letters it, so replay sees the events it saw.
+                ev.check_clock(record_ms, clock.max_ts_ahead_secs).map_err(|e| (e.reason(), e.to_string()))?;
+                v.push(ev)
             }
             Items::Features(v) => v.push(serde_json::from_slice(payload).map_err(e)?),
             Items::Verdicts(v) => v.push(serde_json::from_slice(payload).map_err(e)?),
@@ -264,7 +275,8 @@ impl Sink {
                 m = tokio::time::timeout(tick, consumer.recv()) => match m {
                     Ok(Ok(msg)) => {
                         let key = (msg.topic().to_string(), msg.partition());
-                        self.accept(&key, msg.offset(), msg.payload().unwrap_or_default()).await?;
+                        let record_ms = msg.timestamp().to_millis();
+                        self.accept(&key, msg.offset(), msg.payload().unwrap_or_default(), record_ms).await?;
                     }
                     Ok(Err(e)) => tracing::warn!(error = %e, "consumer error; retrying"),
                     Err(_) => {}
@@ -279,7 +291,13 @@ impl Sink {
         Ok(())
     }
 
-    async fn accept(&mut self, key: &(String, i32), offset: i64, payload: &[u8]) -> anyhow::Result<()> {
+    async fn accept(
+        &mut self,
+        key: &(String, i32),
+        offset: i64,
+        payload: &[u8],
+        record_ms: Option<i64>,
+    ) -> anyhow::Result<()> {
         let Some(table) = self.tables.get(&key.0).copied() else { return Ok(()) };
         if !self.partitions.contains_key(key) {
             let (root, topic, p) = (self.args.lake.clone(), key.0.clone(), key.1);
@@ -300,12 +318,12 @@ impl Sink {
         });
         roll.last = offset;
         roll.records += 1;
-        match roll.items.push(payload) {
+        match roll.items.push(payload, record_ms, self.args.clock) {
             Ok(()) => self.metrics.records.with_label_values(&[&key.0, "written"]).inc(),
-            Err(reason) => {
+            Err((outcome, reason)) => {
                 // The enricher dead-letters bad clickstream records; the sink only counts them.
                 tracing::warn!(topic = %key.0, partition = key.1, offset, %reason, "record left out of the lake");
-                self.metrics.records.with_label_values(&[&key.0, "undecodable"]).inc();
+                self.metrics.records.with_label_values(&[&key.0, outcome]).inc();
             }
         }
         Ok(())
