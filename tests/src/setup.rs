@@ -92,10 +92,12 @@ pub async fn blacklist_ip(enricher: &Running, token: &str, ip: &str) {
 }
 
 /// Ten minutes of live traffic from `world` starting now, with one session (the one at
-/// `at` of the stream) moved onto `ip`. Returns the events and that session's id.
+/// `at` of the stream) moved onto `ip`. Returns the events and that session's id. Cut at the
+/// ten minutes, as [`traffic`] is.
 pub fn live_traffic(world: &World, ip: &str, at: f64) -> (Vec<models::ClickEvent>, String) {
     let now = platform::now_ms();
     let mut live = world.simulate(now, now + 600_000, Some(400)).events;
+    live.retain(|e| e.ts <= now + 600_000);
     let victim = live[(live.len() as f64 * at) as usize].session_id.clone();
     for e in live.iter_mut().filter(|e| e.session_id == victim) {
         e.ip = ip.parse().expect("an IP address");
@@ -115,14 +117,19 @@ pub fn baseline_registry(dir: &Path) -> PathBuf {
     registry
 }
 
-/// At least `n` events of simulated traffic starting now (sessions whole, so a little more):
-/// about one live session per customer, six events each on average, over ten minutes.
+/// At least `n` events of simulated traffic starting now: about one live session per customer,
+/// six events each on average, over ten minutes. Sessions still going at the end are cut there:
+/// tests send the traffic at once, and the enricher refuses events dated more than
+/// `--max-ts-ahead-secs` (15 minutes) after they are sent, which a long session's last events
+/// could be.
 pub fn traffic(seed: u64, n: usize) -> Vec<models::ClickEvent> {
     let mut sessions = (n / 6).max(50);
     loop {
         let world = World::new(SimConfig { seed, customers: sessions, ..SimConfig::default() });
         let now = platform::now_ms();
-        let events = world.simulate(now, now + 10 * 60_000, Some(sessions)).events;
+        let end = now + 10 * 60_000;
+        let mut events = world.simulate(now, end, Some(sessions)).events;
+        events.retain(|e| e.ts <= end);
         if events.len() >= n || sessions > 1_000_000 {
             return events;
         }
