@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use models::features::{self, feature_schema_hash};
 use models::{ClickEvent, EnrichedEvent};
-use platform::config::{RedisPolicy, ServiceArgs, TopicArgs};
+use platform::config::{EventLimits, RedisPolicy, ServiceArgs, TopicArgs};
 use platform::http::Readiness;
 use platform::metrics::{PipelineMetrics, RedisMetrics};
 use platform::pipeline::Pipeline;
@@ -35,11 +35,8 @@ pub struct Config {
     /// user, ignore), comma separated; empty for plain combined format.
     #[arg(long, env = "LOG_FORMAT", default_value = "session,device,country")]
     pub log_format: crate::weblog::LogFormat,
-    /// Largest accepted event, in bytes; larger ones go to the dead-letter topic.
-    #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = models::event::DEFAULT_MAX_EVENT_BYTES)]
-    pub max_event_bytes: usize,
     #[command(flatten)]
-    pub clock: platform::config::ClockArgs,
+    pub limits: EventLimits,
 }
 
 const SERVICE: &str = "enricher";
@@ -81,9 +78,8 @@ pub struct Enricher<S> {
     pub store: S,
     pub lists: ListCache,
     pub topics: TopicArgs,
-    pub max_event_bytes: usize,
-    /// Events further ahead of their record's time are dead letters (0: no check).
-    pub max_ts_ahead_secs: u64,
+    /// Which events are taken in; the rest are dead letters.
+    pub limits: EventLimits,
     pub metrics: EnricherMetrics,
     /// How raw access-log lines become events.
     pub weblog: (crate::weblog::LogFormat, crate::weblog::Routes),
@@ -93,19 +89,12 @@ pub struct Enricher<S> {
 }
 
 impl<S: HistoryStore> Enricher<S> {
-    pub fn new(
-        store: S,
-        lists: ListCache,
-        topics: TopicArgs,
-        max_event_bytes: usize,
-        metrics: EnricherMetrics,
-    ) -> Self {
+    pub fn new(store: S, lists: ListCache, topics: TopicArgs, limits: EventLimits, metrics: EnricherMetrics) -> Self {
         Enricher {
             store,
             lists,
             topics,
-            max_event_bytes,
-            max_ts_ahead_secs: models::event::DEFAULT_MAX_TS_AHEAD_SECS,
+            limits,
             metrics,
             weblog: Default::default(),
             schema: feature_schema_hash(),
@@ -115,15 +104,15 @@ impl<S: HistoryStore> Enricher<S> {
 
     /// A JSON click event, or a raw log line from the weblogs topic, as an event or an error.
     fn decode(&self, rec: &InRecord) -> Result<ClickEvent, (&'static str, String)> {
-        let ev = if rec.topic == self.topics.weblogs_topic {
+        if rec.topic == self.topics.weblogs_topic {
             let id = format!("wl-{}-{}", rec.partition, rec.offset);
-            crate::weblog::parse_line(&rec.payload, &self.weblog.0, &self.weblog.1, id)
-                .map_err(|e| (e.reason(), e.to_string()))?
+            let ev = crate::weblog::parse_line(&rec.payload, &self.weblog.0, &self.weblog.1, id)
+                .map_err(|e| (e.reason(), e.to_string()))?;
+            ev.check_clock(rec.timestamp_ms, self.limits.max_ts_ahead_secs).map_err(|e| (e.reason(), e.to_string()))?;
+            Ok(ev)
         } else {
-            ClickEvent::decode(&rec.payload, self.max_event_bytes).map_err(|e| (e.reason(), e.to_string()))?
-        };
-        ev.check_clock(rec.timestamp_ms, self.max_ts_ahead_secs).map_err(|e| (e.reason(), e.to_string()))?;
-        Ok(ev)
+            self.limits.decode(&rec.payload, rec.timestamp_ms).map_err(|e| (e.reason(), e.to_string()))
+        }
     }
 }
 
@@ -219,11 +208,9 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let topics = [cfg.service.topics.clickstream_topic.as_str(), cfg.service.topics.weblogs_topic.as_str()];
     let pipeline = Pipeline::new(&cfg.service.kafka, &cfg.group_id, &topics, metrics.pipeline.clone())?;
     metrics.pipeline.init_series(&topics, DLQ_REASONS);
-    let mut enricher =
-        Enricher::new(store, cache.clone(), cfg.service.topics.clone(), cfg.max_event_bytes, metrics.clone());
+    let mut enricher = Enricher::new(store, cache.clone(), cfg.service.topics.clone(), cfg.limits, metrics.clone());
     enricher.weblog = (cfg.log_format.clone(), log_routes);
     enricher.redis_policy = cfg.service.redis.on_redis_error;
-    enricher.max_ts_ahead_secs = cfg.clock.max_ts_ahead_secs;
     tracing::info!(%http_addr, brokers = %cfg.service.kafka.brokers, redis = %redis_shown, schema = %feature_schema_hash(), "enricher started");
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(async move { http.await? });

@@ -101,16 +101,42 @@ pub enum RedisPolicy {
     Degrade,
 }
 
-/// How far ahead of the time its record entered Kafka an event's `ts` may be; the enricher and
-/// the lake sink apply the same limit, so that replaying the lake sees the events the live path
-/// saw.
+/// Which click events are taken in. The enricher and the lake sink read the same settings
+/// and decode through [`EventLimits::decode`], so that replaying the lake sees exactly the
+/// events the live path took in.
 #[derive(Debug, Clone, Copy, Args)]
-pub struct ClockArgs {
+pub struct EventLimits {
+    /// Largest accepted event, in bytes; larger ones go to the dead-letter topic.
+    #[arg(long, env = "MAX_EVENT_BYTES", default_value_t = models::event::DEFAULT_MAX_EVENT_BYTES)]
+    pub max_event_bytes: usize,
     /// Largest lead, in seconds, of an event's `ts` over its Kafka record's timestamp. An event
     /// further ahead would cut short every window it touches: the enricher dead-letters it
     /// (`ts_ahead_of_record`) and the lake sink leaves it out. 0 turns the check off.
     #[arg(long, env = "MAX_TS_AHEAD_SECS", default_value_t = models::event::DEFAULT_MAX_TS_AHEAD_SECS)]
     pub max_ts_ahead_secs: u64,
+}
+
+impl Default for EventLimits {
+    fn default() -> Self {
+        EventLimits {
+            max_event_bytes: models::event::DEFAULT_MAX_EVENT_BYTES,
+            max_ts_ahead_secs: models::event::DEFAULT_MAX_TS_AHEAD_SECS,
+        }
+    }
+}
+
+impl EventLimits {
+    /// A JSON click event from a record's payload, decoded, validated against the contract and
+    /// checked against the record's time (`record_ms`).
+    pub fn decode(
+        &self,
+        payload: &[u8],
+        record_ms: Option<i64>,
+    ) -> Result<models::ClickEvent, models::event::DecodeError> {
+        let ev = models::ClickEvent::decode(payload, self.max_event_bytes)?;
+        ev.check_clock(record_ms, self.max_ts_ahead_secs)?;
+        Ok(ev)
+    }
 }
 
 /// Shared topic names (defaults from the contract).

@@ -15,7 +15,7 @@
 use anyhow::Context;
 use lake::{Lake, LakeFile};
 use models::{ClickEvent, EnrichedEvent, Label, Verdict};
-use platform::config::ClockArgs;
+use platform::config::EventLimits;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -49,9 +49,10 @@ pub struct SinkArgs {
     /// …or once its oldest buffered record has waited this long (seconds).
     #[arg(long, env = "SINK_ROLL_SECONDS", default_value_t = 60.0)]
     pub roll_seconds: f64,
-    /// The enricher's limit too: an event it dead-letters must not be replayed from the lake.
+    /// The enricher's limits too: an event it dead-letters must not be replayed from the lake,
+    /// and one it takes in must be there.
     #[command(flatten)]
-    pub clock: platform::config::ClockArgs,
+    pub limits: EventLimits,
 }
 
 #[derive(Clone)]
@@ -122,18 +123,24 @@ impl Items {
         }
     }
 
-    /// Decodes and keeps `payload`; an error is the reason it cannot be.
-    /// Adds a record's item; a record left out says why, as the outcome label and a message.
-    fn push(&mut self, payload: &[u8], record_ms: Option<i64>, clock: ClockArgs) -> Result<(), (&'static str, String)> {
+    /// Decodes and keeps a record's item; a record left out says why, as the outcome label and
+    /// a message.
+    fn push(
+        &mut self,
+        payload: &[u8],
+        record_ms: Option<i64>,
+        limits: &EventLimits,
+    ) -> Result<(), (&'static str, String)> {
         let e = |e: serde_json::Error| (UNDECODABLE, e.to_string());
         match self {
-            Items::Events(v) => {
-                let ev = ClickEvent::decode(payload, models::event::DEFAULT_MAX_EVENT_BYTES)
-                    .map_err(|e| (UNDECODABLE, e.to_string()))?;
-                // Left out as the enricher dead-letters it, so replay sees the events it saw.
-                ev.check_clock(record_ms, clock.max_ts_ahead_secs).map_err(|e| (e.reason(), e.to_string()))?;
-                v.push(ev)
-            }
+            // Left out as the enricher dead-letters it, so replay sees the events it saw.
+            Items::Events(v) => v.push(limits.decode(payload, record_ms).map_err(|e| {
+                let outcome = match e {
+                    models::event::DecodeError::AheadOfRecord { .. } => e.reason(),
+                    _ => UNDECODABLE,
+                };
+                (outcome, e.to_string())
+            })?),
             Items::Features(v) => v.push(serde_json::from_slice(payload).map_err(e)?),
             Items::Verdicts(v) => v.push(serde_json::from_slice(payload).map_err(e)?),
             Items::Labels(v) => v.push(serde_json::from_slice(payload).map_err(e)?),
@@ -318,7 +325,7 @@ impl Sink {
         });
         roll.last = offset;
         roll.records += 1;
-        match roll.items.push(payload, record_ms, self.args.clock) {
+        match roll.items.push(payload, record_ms, &self.args.limits) {
             Ok(()) => self.metrics.records.with_label_values(&[&key.0, "written"]).inc(),
             Err((outcome, reason)) => {
                 // The enricher dead-letters bad clickstream records; the sink only counts them.
