@@ -122,7 +122,7 @@ fn to_result(op: &Op, replies: &mut impl Iterator<Item = Value>) -> Result<OpRes
             other => {
                 let previous = shared_of(&other).ok_or_else(|| bad(&other))?;
                 match op {
-                    Op::Swap { value, .. } if *previous == *value.to_string() => OpResult::Same,
+                    Op::Swap { value, .. } if value.is(&previous) => OpResult::Same,
                     _ => OpResult::Value(Some(previous)),
                 }
             }

@@ -43,6 +43,11 @@ impl<'a> Text<'a> {
         Text::new(prefix, self.body)
     }
 
+    /// Whether `s` is the whole text, without joining prefix and text.
+    pub fn is(&self, s: &str) -> bool {
+        s.len() == self.prefix.len() + self.body.len() && s.starts_with(self.prefix) && s.ends_with(self.body)
+    }
+
     /// Appends the whole text to `out`.
     fn render(&self, out: &mut String) {
         out.push_str(self.prefix);
@@ -358,6 +363,12 @@ struct Entry {
     id: [u64; 2],
 }
 
+impl Entry {
+    fn new(member: &str, id: Id, score: i64) -> Self {
+        Entry { score, member: Box::from(member), id: halves(id) }
+    }
+}
+
 /// An [`Id`] as an [`Entry`] holds it.
 fn halves(id: Id) -> [u64; 2] {
     [id as u64, (id >> 64) as u64]
@@ -397,7 +408,7 @@ impl SortedSet {
             SortedSet::One(e) => {
                 // The empty text of the placeholder allocates nothing.
                 let old = std::mem::replace(e, Entry { score: 0, member: Box::default(), id: [0; 2] });
-                let new = Entry { score: ts, member: Box::from(member), id: halves(id) };
+                let new = Entry::new(member, id, ts);
                 let in_order = (old.score, &*old.member) < (new.score, &*new.member);
                 let by_order = if in_order { VecDeque::from([old, new]) } else { VecDeque::from([new, old]) };
                 *self = SortedSet::Many(Box::new(Many { by_order, index: None }));
@@ -613,12 +624,29 @@ fn live<T>(map: &IdMap<Expiring<T>>, clock: Option<Clock>, key: Id) -> Option<&T
 /// The entry for `key` to write to: created if missing, emptied if expired (Redis would have
 /// deleted it).
 fn entry<T: Default>(map: &mut IdMap<Expiring<T>>, clock: Option<Clock>, key: Id) -> &mut Expiring<T> {
-    let fresh = || Expiring { value: T::default(), deadline: i64::MAX };
-    let e = map.entry(key).or_insert_with(fresh);
-    if clock.is_some_and(|c| e.deadline <= c.now) {
-        *e = fresh();
+    entry_or(map, clock, key, T::default).0
+}
+
+/// [`entry`] with the value a missing or expired key starts from made by `fresh`, and whether
+/// it did (a set starts with its first member rather than empty).
+fn entry_or<T>(
+    map: &mut IdMap<Expiring<T>>,
+    clock: Option<Clock>,
+    key: Id,
+    fresh: impl FnOnce() -> T,
+) -> (&mut Expiring<T>, bool) {
+    use std::collections::hash_map::Entry as Slot;
+    match map.entry(key) {
+        Slot::Vacant(slot) => (slot.insert(Expiring { value: fresh(), deadline: i64::MAX }), true),
+        Slot::Occupied(slot) => {
+            let e = slot.into_mut();
+            let expired = clock.is_some_and(|c| e.deadline <= c.now);
+            if expired {
+                *e = Expiring { value: fresh(), deadline: i64::MAX };
+            }
+            (e, expired)
+        }
     }
-    e
 }
 
 impl MemoryHistory {
@@ -664,31 +692,15 @@ impl MemoryHistory {
                 live(&self.sets, clock, key.hash).map(|s| s.window(*from, *to, |e| e.score)).unwrap_or_default(),
             ),
             Op::Add { key, member, ts, keep_after, max_len, ttl_s } => {
-                use std::collections::hash_map::Entry as Slot;
                 let (member, id) = (whole(scratch, member), member.id);
-                let (keep_after, max_len) = (*keep_after, *max_len as usize);
-                let one = || SortedSet::One(Entry { score: *ts, member: Box::from(member), id: halves(id) });
-                let deadline = reset(clock, *ttl_s);
-                match self.sets.entry(key.hash) {
-                    Slot::Vacant(slot) => {
-                        let mut set = one();
-                        if !set.trim(keep_after, max_len) {
-                            slot.insert(Expiring { value: set, deadline });
-                        }
-                    }
-                    Slot::Occupied(mut slot) => {
-                        let e = slot.get_mut();
-                        // An expired set starts again, as Redis would have deleted it.
-                        if clock.is_some_and(|c| e.deadline <= c.now) {
-                            e.value = one();
-                        } else {
-                            e.value.add(member, id, *ts);
-                        }
-                        e.deadline = deadline;
-                        if e.value.trim(keep_after, max_len) {
-                            slot.remove();
-                        }
-                    }
+                let first = || SortedSet::One(Entry::new(member, id, *ts));
+                let (e, fresh) = entry_or(&mut self.sets, clock, key.hash, first);
+                if !fresh {
+                    e.value.add(member, id, *ts);
+                }
+                e.deadline = reset(clock, *ttl_s);
+                if e.value.trim(*keep_after, *max_len as usize) {
+                    self.sets.remove(&key.hash);
                 }
                 OpResult::Done
             }
@@ -973,6 +985,8 @@ mod tests {
             assert_eq!(addr(ip), ip.to_string());
         }
         assert_eq!(Text::from("abc").prefixed("d:").to_string(), "d:abc");
+        let t = Text::from("abc").prefixed("d:");
+        assert!(t.is("d:abc") && !t.is("d:ab") && !t.is("dabc") && !t.is("d:abcd") && !t.is("x:abc"));
         // A fixed text is the text it names, hash included.
         const FIXED: Text<'static> = Text::fixed("login");
         assert_eq!(FIXED, Text::from("login"));
