@@ -30,9 +30,19 @@ const AMOUNT_HISTORY_MS: i64 = 30 * DAY_MS;
 const MAX_AMOUNT_HISTORY: u32 = 200;
 /// …and how long an idle user's month of amounts lives (wall clock, memory bound only).
 const AMOUNT_HISTORY_TTL_S: u32 = 31 * DAY_S;
+/// How far back a device's accounts are counted (several accounts run from one device), how
+/// many it keeps, and how long an idle device's set lives (wall clock, memory bound only).
+const DEVICE_USERS_MS: i64 = 30 * DAY_MS;
+const MAX_DEVICE_USERS: u32 = 64;
+const DEVICE_USERS_TTL_S: u32 = 31 * DAY_S;
+/// How far back a payee's payers are counted at the longest, and their set's idle lifetime.
+const PAYEE_PAYERS_MS: i64 = 7 * DAY_MS;
+const PAYEE_PAYERS_TTL_S: u32 = 8 * DAY_S;
+/// Hours reported for "since the user's last credential change" when there was none known.
+const NO_CHANGE_HOURS: f64 = 720.0;
 
 /// Bump when the meaning of any feature changes; the schema hash changes with it.
-pub const FEATURE_SCHEMA_VERSION: u32 = 6;
+pub const FEATURE_SCHEMA_VERSION: u32 = 7;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transform {
@@ -135,6 +145,19 @@ features! {
     UaFailedLoginShare10m = "ua_failed_login_share_10m", Identity, "share of the users who tried to log in from this user agent in the last 10 minutes that failed (0 when none)";
     UserTransfers30d = "user_transfers_30d", Log1p, "on a transfer: the user's transfers in the 30 days before it";
     AmountVsUserMax30d = "amount_vs_user_max_30d", Log1p, "on a transfer: its amount over the largest of the user's transfers in the 30 days before it (0 without one)";
+    UserAgeDays = "user_age_days", Log1p, "days since the user was first seen (0 for a user never seen)";
+    AmountVsUserMedian30d = "amount_vs_user_median_30d", Log1p, "on a transfer: its amount over the median of the user's transfers in the 30 days before it (0 without one)";
+    UserPayeeFirstTransfer = "user_payee_first_transfer", Identity, "on a transfer: the user never paid this payee before (adding it earlier does not count)";
+    UserDeviceFirstTransfer = "user_device_first_transfer", Identity, "on a transfer: the user never made a transfer from this device before";
+    SessionNetworksSeen = "session_networks_seen", Identity, "distinct /24s (IPv6 /64s) the session used before this event (2 or more: it moved mid-way)";
+    SessionAgentsSeen = "session_agents_seen", Identity, "distinct browser families (operating system and browser, versions ignored) the session used before this event";
+    UserAgentFamilyNew = "user_agent_family_new", Identity, "first time this browser family (operating system and browser, versions ignored) is seen for the user";
+    UserAsnNew = "user_asn_new", Identity, "first time the network (`attrs.asn`, as a CDN sets it) is seen for the user (0 without one)";
+    UserCityNew = "user_city_new", Identity, "first time the city (`attrs.city`, as a CDN sets it) is seen for the user (0 without one)";
+    DeviceUsers30d = "device_users_30d", Log1p, "on a login, payee add or transfer: distinct users who logged in successfully from the device in 30 days";
+    SessionSecsOnPayeePage = "session_secs_on_payee_page", Log1p, "on a payee add or transfer: seconds since the session first opened a payee page (0 when it did not)";
+    UserHoursSinceCredentialChange = "user_hours_since_credential_change", Log1p, "hours since the user's previous password reset, password change or profile change, in any session (720 when none within 720)";
+    PayeeDistinctPayers7d = "payee_distinct_payers_7d", Log1p, "on a transfer: distinct users paying this payee in 7 days";
 }
 
 /// Stable identifier of this feature definition, carried on every enriched event and artifact.
@@ -246,6 +269,17 @@ struct Slots {
     ua_fail: Option<[usize; 2]>,
     ua_logins: Option<usize>,
     user_amounts: Option<usize>,
+    session_nets: usize,
+    session_agents: Option<usize>,
+    user_family: Option<usize>,
+    user_asn: Option<usize>,
+    user_city: Option<usize>,
+    user_payee_tx: Option<usize>,
+    user_device_tx: Option<usize>,
+    device_users_30d: Option<usize>,
+    payee_page: Option<usize>,
+    credential_change: Option<usize>,
+    payee_payers_7d: Option<usize>,
 }
 
 /// The history operations for one event and where their results land: reads, then writes
@@ -339,6 +373,15 @@ pub struct Texts {
     agent: String,
     /// The user agent's 128-bit XXH3, taken once per event for its keys and the automation memo.
     agent_digest: Option<u128>,
+    /// The agent's [`family`](crate::agent::family) and whether it names an automation tool
+    /// (both from a memo of recent agents).
+    family: String,
+    automation: bool,
+    /// `attrs.asn` and `attrs.city` as text (empty when the event has none).
+    asn: String,
+    city: String,
+    /// On a credential change, the event's time: the user's last change.
+    changed_at: String,
 }
 
 impl Texts {
@@ -351,7 +394,17 @@ impl Texts {
     /// Renders `ev`'s texts into this one's buffers (replay reuses one for every event).
     pub fn fill(&mut self, ev: &ClickEvent) {
         use std::fmt::Write as _;
-        for s in [&mut self.ip, &mut self.net, &mut self.transfer, &mut self.last_login, &mut self.agent] {
+        for s in [
+            &mut self.ip,
+            &mut self.net,
+            &mut self.transfer,
+            &mut self.last_login,
+            &mut self.agent,
+            &mut self.family,
+            &mut self.asn,
+            &mut self.city,
+            &mut self.changed_at,
+        ] {
             s.clear();
         }
         write_addr(&mut self.ip, ev.ip);
@@ -363,6 +416,19 @@ impl Texts {
             let _ = write!(self.last_login, "{}|{}", ev.country.as_deref().unwrap_or(""), ev.ts);
         }
         self.agent_digest = ev.user_agent.as_deref().map(|a| xxhash_rust::xxh3::xxh3_128(a.as_bytes()));
+        self.automation = match (ev.user_agent.as_deref(), self.agent_digest) {
+            (Some(agent), Some(digest)) => {
+                SEEN_AGENTS.with_borrow_mut(|seen| seen.facts(agent, digest, &mut self.family))
+            }
+            _ => false,
+        };
+        if let Some(attrs) = &ev.attrs {
+            attr_text(attrs.get("asn"), &mut self.asn);
+            attr_text(attrs.get("city"), &mut self.city);
+        }
+        if is_credential_change(ev) {
+            let _ = write!(self.changed_at, "{}", ev.ts);
+        }
         if let Some(digest) = self.agent_digest.filter(|_| ev.is(kind::LOGIN)) {
             self.agent.extend((0..32).rev().map(|i| HEX[(digest >> (4 * i)) as usize & 0xf] as char));
         }
@@ -370,6 +436,24 @@ impl Texts {
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// A flat attribute's value as text (a CDN may send the ASN as a number); nothing for booleans.
+fn attr_text(value: Option<&serde_json::Value>, out: &mut String) {
+    use std::fmt::Write as _;
+    match value {
+        Some(serde_json::Value::String(s)) => out.push_str(s),
+        Some(serde_json::Value::Number(n)) => {
+            let _ = write!(out, "{n}");
+        }
+        _ => {}
+    }
+}
+
+/// A password reset or change, or a profile change (where an e-mail address or phone number
+/// that receives codes is replaced).
+fn is_credential_change(ev: &ClickEvent) -> bool {
+    ev.is(kind::PASSWORD_RESET) || ev.is(kind::PASSWORD_CHANGE) || ev.is(kind::PROFILE_CHANGE)
+}
 
 /// Lists the history reads and writes for `ev`, whose [`Texts`] are `texts`.
 pub fn plan<'e>(ev: &'e ClickEvent, texts: &'e Texts) -> Plan<'e> {
@@ -425,6 +509,11 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
     let session_ip = p.read(Op::Swap { key: Key::new("s:ip", sid), value: ip, ttl_s: DAY_S });
     let device = ev.device_id.as_deref().map(Text::from);
     let session_device = device.map(|d| p.read(Op::Swap { key: Key::new("s:dv", sid), value: d, ttl_s: DAY_S }));
+    // The networks and browser families the session used: a hijacked session goes on from
+    // another address and browser, and every event after the switch still shows it.
+    let [session_nets] = p.counter(Key::new("s:nt", sid), ts, [DAY_MS], Some(net));
+    let family = ev.user_agent.is_some().then(|| Text::from(&texts.family));
+    let session_agents = family.map(|f| p.counter(Key::new("s:ag", sid), ts, [DAY_MS], Some(f))[0]);
     let session_marks = Key::new("s:fs", sid);
     // A mark is recorded when the event does it, and otherwise only looked up.
     let mark = |p: &mut Planner<'e>, member: Text<'e>, now: bool| {
@@ -435,11 +524,16 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
     const LOGIN: Text<'static> = Text::fixed("login");
     const RESET: Text<'static> = Text::fixed("reset");
     const TERMS: Text<'static> = Text::fixed("terms");
+    const PAYEE_PAGE: Text<'static> = Text::fixed("payee page");
     let session_login = mark(&mut p, LOGIN, login_ok);
     let session_reset = mark(&mut p, RESET, ev.is(kind::PASSWORD_RESET));
     let reads_terms = ev.is(kind::PAGE_VIEW) && ev.path.as_deref().is_some_and(is_terms_page);
     let session_terms = mark(&mut p, TERMS, reads_terms);
     let session_payee = payee.map(|payee| mark(&mut p, Text::from(payee).prefixed("payee:"), ev.is(kind::ADD_PAYEE)));
+    // How long the customer spent between opening a payee page and adding or paying one (a
+    // scam victim on the phone with the scammer hesitates there).
+    let reads_payee_page = ev.is(kind::PAGE_VIEW) && ev.path.as_deref().is_some_and(is_payee_page);
+    let payee_page = (reads_payee_page || payee.is_some()).then(|| mark(&mut p, PAYEE_PAGE, reads_payee_page));
 
     // IP.
     let [ip_fail_1m, ip_fail_1h, ip_fail_24h] =
@@ -457,6 +551,11 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
     let device_users_24h = device_users.map(|key| p.read(Op::Count { key, from: (ts - DAY_MS).into(), to: ts }));
     let device_fails =
         device.map(|d| p.counter(Key::new("dv:fl", d), ts, [HOUR_MS, DAY_MS], login_failed.then_some(id)));
+    // The accounts a device logged in to over a month (a mule herder runs several from one).
+    let sensitive = is_login || ev.is(kind::TRANSFER) || ev.is(kind::ADD_PAYEE);
+    let device_accounts = device.filter(|_| sensitive).map(|d| Key::new("dv:um", d));
+    let device_users_30d =
+        device_accounts.map(|key| p.read(Op::Count { key, from: (ts - DEVICE_USERS_MS).into(), to: ts }));
 
     // Who tried to log in: the account, or for an attempt that names none (a site that records
     // the account of successful logins only), its session. A stuffing tool's attempts come each
@@ -498,6 +597,27 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
         s.user_subnet = Some(first_seen(&mut p, net.prefixed("n:")));
         s.user_country = ev.country.as_deref().map(|c| first_seen(&mut p, Text::from(c).prefixed("c:")));
         s.user_payee = payee.map(|py| first_seen(&mut p, Text::from(py).prefixed("p:")));
+        s.user_family = family.map(|f| first_seen(&mut p, f.prefixed("f:")));
+        s.user_asn = (!texts.asn.is_empty()).then(|| first_seen(&mut p, Text::from(&texts.asn).prefixed("a:")));
+        s.user_city = (!texts.city.is_empty()).then(|| first_seen(&mut p, Text::from(&texts.city).prefixed("y:")));
+        if ev.is(kind::TRANSFER) {
+            // Paying a payee for the first time (adding it is not paying it), and the first
+            // payment from a device that may have logged in quietly for days.
+            s.user_payee_tx = payee.map(|py| first_seen(&mut p, Text::from(py).prefixed("t:")));
+            s.user_device_tx = device.map(|d| first_seen(&mut p, d.prefixed("x:")));
+        }
+        // The user's last credential change, in any session: a reset from a phished address,
+        // then a new device, then a payment.
+        let changes = Key::new("u:cc", user);
+        if is_credential_change(ev) {
+            let value = Text::from(&texts.changed_at);
+            s.credential_change = Some(p.read(Op::Swap { key: changes, value, ttl_s: user_ttl }));
+        } else if sensitive {
+            s.credential_change = Some(p.read(Op::Get { key: changes }));
+        }
+        if let Some(key) = device_accounts.filter(|_| login_ok) {
+            p.write(add(key, user, ts, DEVICE_USERS_MS, MAX_DEVICE_USERS, DEVICE_USERS_TTL_S));
+        }
 
         let k = Key::new("u:fl", user);
         let fails = p.counter(k, ts, [MINUTE_MS, HOUR_MS, DAY_MS], login_failed.then_some(id)).map(Some);
@@ -536,9 +656,11 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
     // Payee fan-in (mules receive from many payers).
     if let Some(py) = payee.filter(|_| ev.is(kind::TRANSFER)) {
         let payers = Key::new("p:du", py);
-        s.payee_payers = Some(p.read(Op::Count { key: payers, from: (ts - DAY_MS).into(), to: ts }));
+        let from = Starts::new(&[ts - DAY_MS, ts - PAYEE_PAYERS_MS]);
+        let at = p.read(Op::Count { key: payers, from, to: ts });
+        (s.payee_payers, s.payee_payers_7d) = (Some(at), Some(slot(unslot(at).0, 1)));
         if let Some(user) = ev.user_id.as_deref() {
-            p.write(add(payers, user.into(), ts, DAY_MS, MAX_SET, 2 * DAY_S));
+            p.write(add(payers, user.into(), ts, PAYEE_PAYERS_MS, MAX_SET, PAYEE_PAYERS_TTL_S));
         }
     }
 
@@ -561,6 +683,10 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
     s.subnet_fail_24h = subnet_fail_24h;
     s.ip_resets_1h = ip_resets_1h;
     s.session_fails = session_fails;
+    s.session_nets = session_nets;
+    s.session_agents = session_agents;
+    s.device_users_30d = device_users_30d;
+    s.payee_page = payee_page;
 
     Plan { reads: p.ops, writes: p.writes, slots: s, texts }
 }
@@ -594,6 +720,8 @@ fn matcher(markers: &[&str]) -> aho_corasick::AhoCorasick {
 
 static TERMS: std::sync::LazyLock<aho_corasick::AhoCorasick> =
     std::sync::LazyLock::new(|| matcher(&["terms", "eula", "conditions", "legal"]));
+static PAYEE_PAGES: std::sync::LazyLock<aho_corasick::AhoCorasick> =
+    std::sync::LazyLock::new(|| matcher(&["payee", "beneficiar", "recipient"]));
 static AUTOMATION: std::sync::LazyLock<aho_corasick::AhoCorasick> =
     std::sync::LazyLock::new(|| matcher(AUTOMATION_MARKERS));
 
@@ -602,29 +730,52 @@ fn is_terms_page(path: &str) -> bool {
     TERMS.is_match(path)
 }
 
-/// Whether the agent (with its digest) names an automation tool.
-fn ua_automation(agent: Option<(&str, u128)>) -> bool {
-    agent.is_some_and(|(agent, digest)| SEEN_AGENTS.with_borrow_mut(|seen| seen.automation(agent, digest)))
+/// Pages where a payee is chosen or added (payees, beneficiaries, recipients).
+fn is_payee_page(path: &str) -> bool {
+    PAYEE_PAGES.is_match(path)
 }
 
-/// The automation flag of recently seen user agents. A session sends the same agent with every
+/// Whether the agent (with its digest) names an automation tool, through the memo.
+#[cfg(test)]
+fn ua_automation(agent: Option<(&str, u128)>) -> bool {
+    agent.is_some_and(|(agent, digest)| {
+        SEEN_AGENTS.with_borrow_mut(|seen| seen.facts(agent, digest, &mut String::new()))
+    })
+}
+
+/// The automation flag and [family](crate::agent::family) of recently seen user agents. A session sends the same agent with every
 /// event and a site sees few distinct ones, while scanning one (~150 bytes) for the markers
 /// cost more than all the event's other features in replay. A memo of a pure function, keyed
 /// by the agent's 128-bit hash (as history keys are: two agents share one with probability
 /// ~2⁻¹²⁸), so that a hit neither keeps nor compares the text.
-struct SeenAgents(Vec<Option<(u128, bool)>>);
+struct SeenAgents(Vec<Option<SeenAgent>>);
+
+#[derive(Clone)]
+struct SeenAgent {
+    id: u128,
+    automation: bool,
+    family: String,
+}
 
 const SEEN_AGENTS_SLOTS: usize = 256;
 
 impl SeenAgents {
-    fn automation(&mut self, agent: &str, id: u128) -> bool {
+    /// Whether `agent` (of digest `id`) names an automation tool; its family is appended to
+    /// `family`.
+    fn facts(&mut self, agent: &str, id: u128, family: &mut String) -> bool {
         let slot = id as usize % SEEN_AGENTS_SLOTS;
-        match self.0[slot] {
-            Some((seen, flag)) if seen == id => flag,
+        match &self.0[slot] {
+            Some(seen) if seen.id == id => {
+                family.push_str(&seen.family);
+                seen.automation
+            }
             _ => {
-                let flag = AUTOMATION.is_match(agent);
-                self.0[slot] = Some((id, flag));
-                flag
+                let automation = AUTOMATION.is_match(agent);
+                let mut own = String::new();
+                crate::agent::family(agent, &mut own);
+                family.push_str(&own);
+                self.0[slot] = Some(SeenAgent { id, automation, family: own });
+                automation
             }
         }
     }
@@ -633,6 +784,16 @@ impl SeenAgents {
 thread_local! {
     static SEEN_AGENTS: std::cell::RefCell<SeenAgents> =
         std::cell::RefCell::new(SeenAgents(vec![None; SEEN_AGENTS_SLOTS]));
+}
+
+/// The median of `xs` (reordered), 0 when empty.
+fn median(xs: &mut [f64]) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    xs.sort_by(f64::total_cmp);
+    let mid = xs.len() / 2;
+    if xs.len() % 2 == 1 { xs[mid] } else { (xs[mid - 1] + xs[mid]) / 2.0 }
 }
 
 /// The amount of a transfer as a set holds it (`event_id|amount`).
@@ -671,7 +832,7 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
         ),
     );
     set(F::Amount, if ev.is(kind::TRANSFER) { ev.amount.unwrap_or(0.0) } else { 0.0 });
-    set(F::UaAutomation, flag(ua_automation(ev.user_agent.as_deref().zip(plan.texts.agent_digest))));
+    set(F::UaAutomation, flag(plan.texts.automation));
 
     set(F::UserKnown, flag(matches!(ro(s.user_known), Some(OpResult::Time(Some(_))))));
     set(F::UserDeviceNew, is_new(s.user_device));
@@ -781,6 +942,29 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
         set(F::HoursSinceLastLogin, hours);
         set(F::ImpossibleTravel, flag(changed && hours < 6.0));
     }
+
+    set(F::UserAgeDays, age(s.user_known));
+    let mut amounts: Vec<f64> = month.iter().filter_map(transfer_amount).collect();
+    let median = median(&mut amounts);
+    set(F::AmountVsUserMedian30d, if median > 0.0 { ev.amount.unwrap_or(0.0) / median } else { 0.0 });
+    set(F::UserPayeeFirstTransfer, is_new(s.user_payee_tx));
+    set(F::UserDeviceFirstTransfer, is_new(s.user_device_tx));
+    set(F::SessionNetworksSeen, n(s.session_nets));
+    set(F::SessionAgentsSeen, count(s.session_agents));
+    set(F::UserAgentFamilyNew, is_new(s.user_family));
+    set(F::UserAsnNew, is_new(s.user_asn));
+    set(F::UserCityNew, is_new(s.user_city));
+    set(F::DeviceUsers30d, count(s.device_users_30d));
+    let payee_page_at =
+        ro(s.payee_page).and_then(OpResult::time).filter(|_| ev.payee_id.is_some() && !ev.is(kind::PAGE_VIEW));
+    set(F::SessionSecsOnPayeePage, payee_page_at.map(|t| (ts - t).max(0) as f64 / 1000.0).unwrap_or(0.0));
+    let changed_at = match ro(s.credential_change) {
+        Some(OpResult::Same) => Some(ts),
+        answer => answer.and_then(OpResult::value).and_then(|v| v.parse::<i64>().ok()),
+    };
+    let hours = changed_at.map_or(NO_CHANGE_HOURS, |t| ((ts - t).max(0) as f64 / HOUR_MS as f64).min(NO_CHANGE_HOURS));
+    set(F::UserHoursSinceCredentialChange, hours);
+    set(F::PayeeDistinctPayers7d, count(s.payee_payers_7d));
     FeatureVector(v)
 }
 
@@ -1236,6 +1420,189 @@ mod tests {
         assert!(ua_automation(digested("Mozilla/5.0 HeadlessChrome/0")));
         assert!(!ua_automation(digested("Mozilla/5.0 Firefox/1")));
         assert!(!ua_automation(None));
+    }
+
+    fn ok(mut e: ClickEvent) -> ClickEvent {
+        e.outcome = Some(crate::Outcome::Success);
+        e
+    }
+
+    fn pay(id: &str, ts: i64, session: &str, user: &str, payee: &str, amount: f64) -> ClickEvent {
+        let mut e = ev(id, ts, session, Some(user), "transfer", "10.0.0.1");
+        (e.payee_id, e.amount) = (Some(payee.into()), Some(amount));
+        e
+    }
+
+    const CHROME_131: &str =
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36";
+    const CHROME_132: &str =
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/132.0 Safari/537.36";
+    const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
+
+    #[test]
+    fn a_session_that_continues_from_another_network_and_browser_shows_it_on_every_later_event() {
+        let mut h = Replayer::default();
+        let t0 = 1_700_000_000_000;
+        let at = |id: &str, ts: i64, ip: &str, ua: &str, kind: &str| {
+            let mut e = ev(id, ts, "s1", Some("u1"), kind, ip);
+            e.user_agent = Some(ua.into());
+            e
+        };
+        let f = h.replay(&ok(at("l", t0, "10.0.0.1", CHROME_131, "login")));
+        assert_eq!((f.get(F::SessionNetworksSeen), f.get(F::SessionAgentsSeen)), (0.0, 0.0), "nothing before");
+        assert_eq!(f.get(F::UserAgentFamilyNew), 1.0);
+        // The customer's browser updates itself and the address changes within the /24.
+        let f = h.replay(&at("a", t0 + 10_000, "10.0.0.7", CHROME_132, "page_view"));
+        assert_eq!((f.get(F::SessionNetworksSeen), f.get(F::SessionAgentsSeen)), (1.0, 1.0));
+        assert_eq!(f.get(F::UserAgentFamilyNew), 0.0, "a new version is not a new browser");
+        // The stolen cookie goes on from another network and an iPhone.
+        h.replay(&at("p", t0 + 60_000, "45.140.1.2", IPHONE, "page_view"));
+        let mut add = at("add", t0 + 70_000, "45.140.1.2", IPHONE, "add_payee");
+        add.payee_id = Some("mule".into());
+        h.replay(&add);
+        let mut tx = at("tx", t0 + 80_000, "45.140.1.2", IPHONE, "transfer");
+        (tx.payee_id, tx.amount) = (Some("mule".into()), Some(900.0));
+        let f = h.replay(&tx);
+        assert_eq!((f.get(F::SessionNetworksSeen), f.get(F::SessionAgentsSeen)), (2.0, 2.0), "still visible");
+        assert_eq!(f.get(F::SessionIpChanged), 0.0, "the address changed two events earlier");
+        // Another session of the same customer starts afresh.
+        let f = h.replay(&ev("n", t0 + DAY_MS, "s2", Some("u1"), "page_view", "10.0.0.1"));
+        assert_eq!(f.get(F::SessionNetworksSeen), 0.0);
+    }
+
+    #[test]
+    fn a_device_that_logged_in_quietly_for_days_makes_its_first_payment_of_several_times_the_usual() {
+        let mut h = Replayer::default();
+        let t0 = 1_700_000_000_000;
+        for (i, amount) in [40.0, 60.0, 50.0, 400.0].into_iter().enumerate() {
+            h.replay(&pay(&format!("old{i}"), t0 + i as i64 * DAY_MS, &format!("o{i}"), "u1", "grocer", amount));
+        }
+        // The attacker's device logs in on three days, browsing like the customer.
+        let attacker = |id: &str, ts: i64, kind: &str| ClickEvent {
+            device_id: Some("evil".into()),
+            ..ev(id, ts, id, Some("u1"), kind, "10.0.0.1")
+        };
+        for d in 5..8 {
+            let f = h.replay(&ok(attacker(&format!("l{d}"), t0 + d * DAY_MS, "login")));
+            assert_eq!(f.get(F::UserDeviceNew), if d == 5 { 1.0 } else { 0.0 });
+        }
+        let mut add = attacker("add", t0 + 8 * DAY_MS, "add_payee");
+        add.payee_id = Some("mule".into());
+        assert_eq!(h.replay(&add).get(F::UserPayeeNew), 1.0);
+        let mut tx = attacker("tx", t0 + 8 * DAY_MS + 30_000, "transfer");
+        (tx.payee_id, tx.amount) = (Some("mule".into()), Some(1_100.0));
+        let f = h.replay(&tx);
+        assert_eq!(f.get(F::UserPayeeNew), 0.0, "the payee was added a moment ago");
+        assert_eq!((f.get(F::UserPayeeFirstTransfer), f.get(F::UserDeviceFirstTransfer)), (1.0, 1.0));
+        assert!((f.get(F::UserDeviceAgeDays) - 3.0).abs() < 1e-3, "a device three days old");
+        // The median of 40, 50, 60 and 400 is 55: twenty times the usual, under three times the largest.
+        assert_eq!(f.get(F::AmountVsUserMedian30d), 20.0);
+        assert_eq!(f.get(F::AmountVsUserMax30d), 2.75);
+        assert!((f.get(F::UserAgeDays) - 8.0).abs() < 1e-3);
+        // The second payment from it, to the same payee, is neither first.
+        let mut again = tx.clone();
+        (again.event_id, again.ts) = ("tx2".into(), tx.ts + 60_000);
+        let f = h.replay(&again);
+        assert_eq!((f.get(F::UserPayeeFirstTransfer), f.get(F::UserDeviceFirstTransfer)), (0.0, 0.0));
+        assert_eq!(
+            h.replay(&ev("view", tx.ts, "v", Some("u1"), "page_view", "10.0.0.1")).get(F::AmountVsUserMedian30d),
+            0.0
+        );
+    }
+
+    #[test]
+    fn the_time_a_customer_spends_on_the_payee_page_before_adding_and_paying_is_measured() {
+        let mut h = Replayer::default();
+        let t0 = 1_700_000_000_000;
+        let mut page = ev("p", t0, "s1", Some("u1"), "page_view", "10.0.0.1");
+        page.path = Some("/payments/new-beneficiary".into());
+        assert_eq!(h.replay(&page).get(F::SessionSecsOnPayeePage), 0.0, "page views carry no dwell time");
+        let mut again = page.clone();
+        (again.event_id, again.ts) = ("p2".into(), t0 + 100_000);
+        h.replay(&again);
+        let mut add = ev("a", t0 + 240_000, "s1", Some("u1"), "add_payee", "10.0.0.1");
+        add.payee_id = Some("new".into());
+        assert_eq!(h.replay(&add).get(F::SessionSecsOnPayeePage), 240.0, "from the first view");
+        let f = h.replay(&pay("t", t0 + 300_000, "s1", "u1", "new", 5_000.0));
+        assert_eq!((f.get(F::SessionSecsOnPayeePage), f.get(F::SessionSecsSincePayeeAdd)), (300.0, 60.0));
+        // A session that pays without opening a payee page.
+        assert_eq!(h.replay(&pay("t2", t0 + 400_000, "s2", "u1", "new", 5.0)).get(F::SessionSecsOnPayeePage), 0.0);
+    }
+
+    #[test]
+    fn a_device_running_several_accounts_over_weeks_and_a_payee_paid_by_many_in_a_week_are_counted() {
+        let mut h = Replayer::default();
+        let t0 = 1_700_000_000_000;
+        let on = |id: &str, ts: i64, user: &str, kind: &str| ClickEvent {
+            device_id: Some("herder".into()),
+            ..ev(id, ts, id, Some(user), kind, "10.0.0.1")
+        };
+        // Four accounts log in from one device, days apart; a failed login does not count.
+        for (d, user) in ["m1", "m2", "m3", "m4"].iter().enumerate() {
+            h.replay(&ok(on(&format!("l{d}"), t0 + d as i64 * 5 * DAY_MS, user, "login")));
+        }
+        h.replay(&ClickEvent { outcome: Some(crate::Outcome::Failure), ..on("bad", t0 + 16 * DAY_MS, "m5", "login") });
+        let mut tx = on("tx", t0 + 16 * DAY_MS, "m4", "transfer");
+        (tx.payee_id, tx.amount) = (Some("crypto".into()), Some(900.0));
+        let f = h.replay(&tx);
+        assert_eq!(f.get(F::DeviceUsers30d), 4.0);
+        assert_eq!(f.get(F::DeviceDistinctUsers24h), 2.0, "the day sees m4 and m5's attempt only");
+        assert_eq!(
+            h.replay(&on("view", t0 + 16 * DAY_MS, "m4", "page_view")).get(F::DeviceUsers30d),
+            0.0,
+            "page views do not read it"
+        );
+        let f = h.replay(&ok(on("late", t0 + 36 * DAY_MS, "m9", "login")));
+        assert_eq!(f.get(F::DeviceUsers30d), 2.0, "the month moved on past m1 and m2");
+        // Victims pay one payee over a week.
+        for v in 0..5 {
+            h.replay(&pay(&format!("v{v}"), t0 + v * DAY_MS, &format!("vs{v}"), &format!("victim{v}"), "mule", 100.0));
+        }
+        let f = h.replay(&pay("v5", t0 + 5 * DAY_MS, "vs5", "victim5", "mule", 100.0));
+        assert_eq!((f.get(F::PayeeDistinctPayers24h), f.get(F::PayeeDistinctPayers7d)), (1.0, 5.0));
+    }
+
+    #[test]
+    fn a_credential_change_is_remembered_across_sessions_until_the_payment() {
+        let mut h = Replayer::default();
+        let t0 = 1_700_000_000_000;
+        let f = h.replay(&ok(ev("l0", t0, "s0", Some("u1"), "login", "10.0.0.1")));
+        assert_eq!(f.get(F::UserHoursSinceCredentialChange), 720.0, "none known");
+        let f = h.replay(&ev("r", t0 + HOUR_MS, "s1", Some("u1"), "password_reset", "10.0.0.1"));
+        assert_eq!(f.get(F::UserHoursSinceCredentialChange), 720.0, "a change reports the one before it");
+        let f = h.replay(&ok(ev("l", t0 + 7 * HOUR_MS, "s2", Some("u1"), "login", "10.0.0.1")));
+        assert_eq!(f.get(F::UserHoursSinceCredentialChange), 6.0);
+        let f = h.replay(&pay("t", t0 + 9 * HOUR_MS, "s2", "u1", "p", 10.0));
+        assert_eq!((f.get(F::UserHoursSinceCredentialChange), f.get(F::SessionSecsSincePasswordReset)), (8.0, 0.0));
+        let f = h.replay(&ev("c", t0 + 10 * HOUR_MS, "s2", Some("u1"), "profile_change", "10.0.0.1"));
+        assert_eq!(f.get(F::UserHoursSinceCredentialChange), 9.0);
+        let f = h.replay(&ok(ev("l2", t0 + 11 * HOUR_MS, "s3", Some("u1"), "login", "10.0.0.1")));
+        assert_eq!(f.get(F::UserHoursSinceCredentialChange), 1.0, "the profile change is the latest");
+        assert_eq!(
+            h.replay(&ok(ev("o", t0 + 11 * HOUR_MS, "s4", Some("u2"), "login", "10.0.0.1")))
+                .get(F::UserHoursSinceCredentialChange),
+            720.0,
+            "another user"
+        );
+    }
+
+    #[test]
+    fn a_network_or_city_from_the_cdn_is_new_once_per_user_and_absent_attributes_say_nothing() {
+        let mut h = Replayer::default();
+        let t0 = 1_700_000_000_000;
+        let with = |id: &str, user: &str, attrs: serde_json::Value| ClickEvent {
+            attrs: attrs.as_object().cloned(),
+            ..ok(ev(id, t0, id, Some(user), "login", "10.0.0.1"))
+        };
+        let f = h.replay(&with("a", "u1", serde_json::json!({"asn": 2856, "city": "Leeds"})));
+        assert_eq!((f.get(F::UserAsnNew), f.get(F::UserCityNew)), (1.0, 1.0));
+        let f = h.replay(&with("b", "u1", serde_json::json!({"asn": "2856", "city": "Leeds"})));
+        assert_eq!((f.get(F::UserAsnNew), f.get(F::UserCityNew)), (0.0, 0.0), "a number and its text are one network");
+        let f = h.replay(&with("c", "u1", serde_json::json!({"asn": 9009, "city": "Leeds", "vpn": true})));
+        assert_eq!((f.get(F::UserAsnNew), f.get(F::UserCityNew)), (1.0, 0.0));
+        let f = h.replay(&with("d", "u1", serde_json::json!({})));
+        assert_eq!((f.get(F::UserAsnNew), f.get(F::UserCityNew)), (0.0, 0.0));
+        assert_eq!(h.replay(&with("e", "u2", serde_json::json!({"city": "Leeds"}))).get(F::UserCityNew), 1.0);
     }
 
     #[test]

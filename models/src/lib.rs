@@ -1,5 +1,6 @@
 //! Shared, I/O-free core of the fraud pipeline.
 //!
+//! - [`agent`]: a user agent's browser family and operating system, without versions.
 //! - [`event`]: the click event from the contract, its decoding and validation.
 //! - [`enriched`]: the event plus its features and list hits, as the enricher publishes it.
 //! - [`verdict`], [`label`]: the scorer's output and the delayed ground truth.
@@ -11,6 +12,7 @@
 //!   against the in-memory history (offline replay).
 //! - [`artifact`]: the model artifact written by the trainer and its inference.
 
+pub mod agent;
 pub mod artifact;
 pub mod enriched;
 pub mod event;
