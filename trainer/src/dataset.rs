@@ -271,6 +271,19 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
     Ok(ds)
 }
 
+/// Each row's weight such that every session weighs the same in training whatever its length
+/// (a long legitimate browsing session would otherwise count as much as dozens of short ones,
+/// while a verdict is judged per session), scaled to a mean of 1 so that weights in hessian
+/// units (a tree's minimum child weight) keep their meaning.
+pub fn session_weights(rows: &[&Row]) -> Vec<f64> {
+    let mut lengths: HashMap<u64, u32> = HashMap::new();
+    for r in rows {
+        *lengths.entry(r.session).or_default() += 1;
+    }
+    let mean = rows.len() as f64 / lengths.len().max(1) as f64;
+    rows.iter().map(|r| mean / f64::from(lengths[&r.session])).collect()
+}
+
 /// Days between date partitions beyond which a small group of them is taken for a stray.
 const STRAY_GAP_DAYS: i64 = 30;
 /// Share of the lake's rows under which a group of partitions that far from the rest is a stray.
@@ -536,6 +549,8 @@ mod tests {
                 .into_iter()
                 .chain([F::UserDeviceAgeDays, F::UserIpAgeDays, F::UserSubnetAgeDays, F::UserCountryAgeDays])
                 .chain([F::LoginCountryChanged, F::HoursSinceLastLogin, F::ImpossibleTravel])
+                .chain([F::UserAgeDays, F::UserPayeeFirstTransfer, F::UserDeviceFirstTransfer, F::UserAgentFamilyNew])
+                .chain([F::UserAsnNew, F::UserCityNew, F::UserHoursSinceCredentialChange])
                 .map(|f| f as usize)
                 .collect::<Vec<_>>();
         for e in &events {

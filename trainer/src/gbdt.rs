@@ -97,12 +97,12 @@ impl Rng {
     }
 }
 
-/// Weighted log loss of margins against labels.
-fn log_loss(margins: &[f64], y: &[bool], w_pos: f64) -> f64 {
+/// Weighted log loss of margins against labels (`w`: each row's weight before the class's).
+fn log_loss(margins: &[f64], y: &[bool], w: &[f64], w_pos: f64) -> f64 {
     let (mut loss, mut wsum) = (0.0, 0.0);
-    for (m, y) in margins.iter().zip(y) {
+    for ((m, y), w) in margins.iter().zip(y).zip(w) {
         let p = sigmoid(*m).clamp(1e-12, 1.0 - 1e-12);
-        let w = if *y { w_pos } else { 1.0 };
+        let w = w * if *y { w_pos } else { 1.0 };
         loss -= w * if *y { p.ln() } else { (1.0 - p).ln() };
         wsum += w;
     }
@@ -248,19 +248,25 @@ pub fn fit(train: &[&Row], valid: &[&Row], p: &Params, mut progress: impl FnMut(
             "the training window has {pos} fraudulent and {neg} legitimate events; both classes are needed (more history or labels)"
         );
     }
-    // Balanced by default, but softened: full balancing over-weights a few hundred positives.
-    let w_pos = p.positive_weight.unwrap_or_else(|| (neg as f64 / pos as f64).sqrt());
+    // Every session weighs the same, whatever its length; classes are balanced by the sessions'
+    // weights, but softened: full balancing over-weights a few hundred positives.
+    let w_session = crate::dataset::session_weights(train);
+    let weight_of =
+        |fraud: bool| train.iter().zip(&w_session).filter(|(r, _)| r.fraud == fraud).map(|(_, w)| w).sum::<f64>();
+    let (pos_w, neg_w) = (weight_of(true), weight_of(false));
+    let w_pos = p.positive_weight.unwrap_or_else(|| (neg_w / pos_w).sqrt());
     let bins = Bins::new(train, p.bins.clamp(2, 255));
     let n_f = FEATURES.len();
     let binned: Vec<u8> = train.iter().flat_map(|r| (0..n_f).map(|j| bins.bin(j, f64::from(r.x[j])))).collect();
     let n_bins: Vec<usize> = bins.cuts.iter().map(|c| c.len() + 1).collect();
     let stride = n_bins.iter().copied().max().unwrap_or(1);
     let y: Vec<bool> = train.iter().map(|r| r.fraud).collect();
-    let w: Vec<f64> = y.iter().map(|y| if *y { w_pos } else { 1.0 }).collect();
-    let prior = (pos as f64 * w_pos) / (pos as f64 * w_pos + neg as f64);
+    let w: Vec<f64> = y.iter().zip(&w_session).map(|(y, s)| s * if *y { w_pos } else { 1.0 }).collect();
+    let prior = (pos_w * w_pos) / (pos_w * w_pos + neg_w);
     let base = (prior / (1.0 - prior)).ln();
     let mut margin = vec![base; train.len()];
     let valid_y: Vec<bool> = valid.iter().map(|r| r.fraud).collect();
+    let valid_w = crate::dataset::session_weights(valid);
     let early = valid_y.iter().any(|y| *y) && valid_y.iter().any(|y| !*y);
     let mut valid_margin = vec![base; valid.len()];
     let (mut g, mut h) = (vec![0.0; train.len()], vec![0.0; train.len()]);
@@ -302,7 +308,7 @@ pub fn fit(train: &[&Row], valid: &[&Row], p: &Params, mut progress: impl FnMut(
             for (m, r) in valid_margin.iter_mut().zip(valid) {
                 *m += tree_value(tree, &r.x);
             }
-            let loss = log_loss(&valid_margin, &valid_y, w_pos);
+            let loss = log_loss(&valid_margin, &valid_y, &valid_w, w_pos);
             valid_loss.push(loss);
             if loss < best - 1e-7 {
                 (best, best_at) = (loss, t + 1);
