@@ -6,6 +6,11 @@
 use crate::features::{FEATURES, FeatureVector, feature_schema_hash};
 use serde::{Deserialize, Serialize};
 
+/// `meta` keys under which the trainer records the validation window's session score
+/// distribution, over all sessions and over the legitimate ones (pairs of `[share, score]`).
+pub const TOP_SHARES: &str = "session_score_top_shares";
+pub const LEGIT_SHARES: &str = "session_score_legit_shares";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
     #[error(
@@ -205,12 +210,24 @@ impl ModelArtifact {
         if p.is_finite() { p.clamp(0.0, 1.0) } else { 0.5 }
     }
 
-    /// The session score above which `share` of sessions fell on the trainer's validation
-    /// window (`meta.session_score_top_shares`, pairs of `[share, score]`), interpolated.
+    /// The session score above which `share` of all sessions fell on the trainer's validation
+    /// window (`meta.session_score_top_shares`), interpolated: a threshold by alert volume.
     pub fn score_at_top_share(&self, share: f64) -> Option<f64> {
+        self.score_at_share(TOP_SHARES, share)
+    }
+
+    /// The session score above which `share` of the *legitimate* sessions fell on the trainer's
+    /// validation window (`meta.session_score_legit_shares`), interpolated: a threshold by the
+    /// share of customers an action may bother, which is what a flag budget is.
+    pub fn score_at_legit_share(&self, share: f64) -> Option<f64> {
+        self.score_at_share(LEGIT_SHARES, share)
+    }
+
+    /// Reads `meta[key]`, pairs of `[share, score]` in ascending share, and interpolates.
+    fn score_at_share(&self, key: &str, share: f64) -> Option<f64> {
         let pts: Vec<(f64, f64)> = self
             .meta
-            .get("session_score_top_shares")?
+            .get(key)?
             .as_array()?
             .iter()
             .filter_map(|p| Some((p.get(0)?.as_f64()?, p.get(1)?.as_f64()?)))
@@ -320,5 +337,19 @@ mod tests {
         a.feature_schema = "fs0-deadbeef".into();
         let err = a.check().unwrap_err().to_string();
         assert!(err.contains("fs0-deadbeef") && err.contains("retrain"), "{err}");
+    }
+
+    #[test]
+    fn a_legitimate_share_reads_its_own_distribution_and_interpolates_between_points() {
+        let mut a = artifact(1.0);
+        assert_eq!(a.score_at_legit_share(0.01), None, "no distribution recorded: no threshold");
+        a.meta = serde_json::json!({
+            TOP_SHARES: [[0.01, 0.9]],
+            LEGIT_SHARES: [[0.001, 0.8], [0.005, 0.6], [0.02, 0.3]],
+        });
+        assert_eq!(a.score_at_legit_share(0.0001), Some(0.8), "below the first point: the first");
+        assert!((a.score_at_legit_share(0.003).unwrap() - 0.7).abs() < 1e-12);
+        assert_eq!(a.score_at_legit_share(0.5), Some(0.3), "past the last point: the last");
+        assert_eq!(a.score_at_top_share(0.01), Some(0.9));
     }
 }

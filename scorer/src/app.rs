@@ -17,7 +17,7 @@ use platform::http::Readiness;
 use platform::metrics::{PipelineMetrics, latency_buckets};
 use platform::pipeline::Pipeline;
 use platform::{InRecord, OutRecord, Processor, Running};
-use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 use rdkafka::producer::FutureProducer;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -63,6 +63,9 @@ pub const LIFTS: &str = "fraud_session_lifts_total";
 pub const LABELS_PUBLISHED: &str = "fraud_labels_published_total";
 pub const MODEL_CREATED: &str = "fraud_model_created_timestamp_seconds";
 pub const SESSIONS_ACTIVE: &str = "fraud_sessions_with_action";
+pub const SESSIONS_STARTED: &str = "fraud_sessions_started_total";
+pub const SESSION_ACTIONS: &str = "fraud_session_actions_total";
+pub const ACTION_BUDGET: &str = "fraud_action_budget_ratio";
 
 #[derive(Clone)]
 pub struct ScorerMetrics {
@@ -80,6 +83,9 @@ pub struct ScorerMetrics {
     pub labels: IntCounter,
     pub model_created: Gauge,
     pub sessions_active: IntGaugeVec,
+    pub sessions_started: IntCounter,
+    pub session_actions: IntCounterVec,
+    pub action_budget: GaugeVec,
     pub trainer: platform::trainer_status::TrainerMetrics,
     pub redis: platform::metrics::RedisMetrics,
 }
@@ -122,9 +128,24 @@ impl ScorerMetrics {
                 Opts::new(SESSIONS_ACTIVE, "Sessions whose current action is not allow (all instances, from Redis)"),
                 &["action"],
             )?,
+            sessions_started: IntCounter::new(SESSIONS_STARTED, "Sessions seen for the first time")?,
+            session_actions: IntCounterVec::new(
+                Opts::new(SESSION_ACTIONS, "Sessions that reached at least this action (each counted once per level)"),
+                &["action"],
+            )?,
+            action_budget: GaugeVec::new(
+                Opts::new(
+                    ACTION_BUDGET,
+                    "Share of legitimate sessions the policy lets each action reach (legit_share bands)",
+                ),
+                &["action"],
+            )?,
             trainer: platform::trainer_status::TrainerMetrics::register(r)?,
             redis: platform::metrics::RedisMetrics::register(r, &["sessions_read", "sessions_write", "recent_events"])?,
         };
+        for a in FLAG_LEVELS {
+            m.session_actions.with_label_values(&[a.as_str()]);
+        }
         r.register(Box::new(m.verdicts.clone()))?;
         r.register(Box::new(m.alerts.clone()))?;
         r.register(Box::new(m.score.clone()))?;
@@ -138,6 +159,9 @@ impl ScorerMetrics {
         r.register(Box::new(m.labels.clone()))?;
         r.register(Box::new(m.model_created.clone()))?;
         r.register(Box::new(m.sessions_active.clone()))?;
+        r.register(Box::new(m.sessions_started.clone()))?;
+        r.register(Box::new(m.session_actions.clone()))?;
+        r.register(Box::new(m.action_budget.clone()))?;
         for a in Action::ALL {
             m.verdicts.with_label_values(&[a.as_str()]);
             for b in Action::ALL.into_iter().filter(|b| *b != a) {
@@ -157,7 +181,32 @@ impl ScorerMetrics {
             self.model_created.set(ms as f64 / 1000.0);
         }
     }
+
+    /// Publishes the policy's flag budgets (bands without one leave their action unset).
+    pub fn set_budgets(&self, policy: &Policy) {
+        self.action_budget.reset();
+        for (action, share) in policy.budgets() {
+            self.action_budget.with_label_values(&[action.as_str()]).set(share);
+        }
+    }
+
+    /// Counts a session's first event, and each action level its state reached for the first
+    /// time (`prev`: its state before this event, `None` for a new session): the live rate per
+    /// action is `session_actions / sessions_started`, the figure a flag budget bounds. A
+    /// session whose action expired and came back counts again, as the customer is bothered again.
+    fn count_session(&self, prev: Option<&SessionState>, now: Action) {
+        if prev.is_none() {
+            self.sessions_started.inc();
+        }
+        let before = prev.map_or(Action::Allow, |p| p.action);
+        for a in FLAG_LEVELS.into_iter().filter(|a| before < *a && now >= *a) {
+            self.session_actions.with_label_values(&[a.as_str()]).inc();
+        }
+    }
 }
+
+/// The actions a session can be flagged with, mildest first.
+const FLAG_LEVELS: [Action; 3] = [Action::Challenge, Action::Restrict, Action::Block];
 
 /// The scorer's work on a micro-batch.
 #[derive(Clone)]
@@ -223,14 +272,19 @@ impl Processor for Scorer {
             let hits: Vec<String> = e.list_hits.iter().map(|h| h.code()).collect();
             let decision = policy.decide(&thresholds, scored.score, &hits, &e.features.0);
             let sid = &e.event.session_id;
+            let prev = states.get(sid);
             let (state, first_alert) = session::escalate(
-                states.get(sid),
+                prev,
                 decision.action,
                 &decision.restrictions,
                 decision.ttl_secs as i64 * 1000,
                 policy.alert_at,
                 now,
             );
+            if !sessions_unavailable {
+                // Without session state every event would look like a new session.
+                self.metrics.count_session(prev, state.action);
+            }
             let mut reasons = Vec::new();
             for h in &e.list_hits {
                 reasons.push(Reason {
@@ -452,6 +506,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let model = platform::registry::load_current(&cfg.registry)?;
     policy.thresholds(&model).with_context(|| format!("policy {} cannot use the champion", cfg.policy.display()))?;
     metrics.set_champion(&model);
+    metrics.set_budgets(&policy);
     tracing::info!(version = %model.version, schema = %model.feature_schema, "champion model loaded");
     let champion = ModelSlot::new(model);
     let shadow = ModelSlot::default();
@@ -536,7 +591,7 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         shutdown.clone(),
     ));
     tasks.spawn(count_sessions(sessions_for_count, metrics.sessions_active.clone(), shutdown.clone()));
-    tasks.spawn(watch_policy(cfg.policy.clone(), policy, champion, every, shutdown.clone()));
+    tasks.spawn(watch_policy(cfg.policy.clone(), policy, champion, metrics.clone(), every, shutdown.clone()));
     let token = shutdown.clone();
     tasks.spawn(async move { pipeline.run(scorer, ready, token).await });
     tracing::info!(%http_addr, brokers = %cfg.service.kafka.brokers, redis = %redis_shown, "scorer started");
@@ -568,6 +623,7 @@ async fn watch_policy(
     path: PathBuf,
     policy: Arc<RwLock<Arc<Policy>>>,
     champion: ModelSlot,
+    metrics: ScorerMetrics,
     every: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -588,6 +644,7 @@ async fn watch_policy(
             match loaded {
                 Ok(p) => {
                     tracing::info!(path = %path.display(), "policy reloaded");
+                    metrics.set_budgets(&p);
                     *policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(p);
                 }
                 Err(e) => {

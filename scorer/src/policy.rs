@@ -8,10 +8,14 @@
 //! min_score = 0.9
 //! action = "block"
 //!
-//! [[band]]                       # or by alert volume: the top 1 % of sessions by the
-//! top_share = 0.01               # champion's score distribution
+//! [[band]]                       # or by flag budget: at most 0.5 % of legitimate sessions,
+//! legit_share = 0.005            # by the champion's validation window
 //! action = "restrict"
 //! restrictions = ["transfer_funds", "add_payee"]
+//!
+//! [[band]]                       # or by alert volume: the top 2 % of all sessions
+//! top_share = 0.02
+//! action = "challenge"
 //!
 //! [[rule]]                       # list hits and hard rules, by code
 //! code = "blacklist_ip"
@@ -44,6 +48,11 @@ pub struct Band {
     /// champion's score distribution, so a retrained model keeps the alert volume.
     #[serde(default)]
     pub top_share: Option<f64>,
+    /// …or a flag budget: the share of *legitimate* sessions this band may reach (0.005 = 0.5 %),
+    /// from the champion's validation window. Unlike `top_share` it does not move with the
+    /// amount of fraud, so it is what a budget of bothered customers means.
+    #[serde(default)]
+    pub legit_share: Option<f64>,
     pub action: Action,
     #[serde(default)]
     pub restrictions: Vec<String>,
@@ -57,6 +66,24 @@ pub struct Band {
 pub enum Condition {
     ListHit(String),
     Features(Vec<(usize, Cmp, f64)>),
+}
+
+impl Condition {
+    pub fn matches(&self, list_hits: &[String], features: &[f64]) -> bool {
+        match self {
+            Condition::ListHit(code) => list_hits.iter().any(|h| h == code),
+            Condition::Features(conds) => conds.iter().all(|(i, cmp, v)| {
+                let x = features.get(*i).copied().unwrap_or(f64::NAN);
+                match cmp {
+                    Cmp::Lt => x < *v,
+                    Cmp::Le => x <= *v,
+                    Cmp::Gt => x > *v,
+                    Cmp::Ge => x >= *v,
+                    Cmp::Eq => x == *v,
+                }
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -186,16 +213,20 @@ impl Policy {
         let bands = raw.band;
         for b in &bands {
             let what = format!("band {}", b.action.as_str());
-            match (b.min_score, b.top_share) {
-                (Some(m), None) if (0.0..=1.0).contains(&m) => {}
-                (Some(m), None) => {
+            match (b.min_score, b.top_share, b.legit_share) {
+                (Some(m), None, None) if (0.0..=1.0).contains(&m) => {}
+                (Some(m), None, None) => {
                     return Err(PolicyError::Invalid(format!("{what}: min_score {m} must be within 0..=1")));
                 }
-                (None, Some(t)) if t > 0.0 && t < 1.0 => {}
-                (None, Some(t)) => {
-                    return Err(PolicyError::Invalid(format!("{what}: top_share {t} must be within (0, 1)")));
+                (None, Some(t), None) | (None, None, Some(t)) if t > 0.0 && t < 1.0 => {}
+                (None, Some(t), None) | (None, None, Some(t)) => {
+                    return Err(PolicyError::Invalid(format!("{what}: share {t} must be within (0, 1)")));
                 }
-                _ => return Err(PolicyError::Invalid(format!("{what}: set exactly one of min_score and top_share"))),
+                _ => {
+                    return Err(PolicyError::Invalid(format!(
+                        "{what}: set exactly one of min_score, top_share and legit_share"
+                    )));
+                }
             }
             check_restrictions(b.action, &b.restrictions, &what)?;
         }
@@ -215,23 +246,34 @@ impl Policy {
         Ok(Policy { alert_at: raw.alert_at, restriction_ttl_secs: raw.restriction_ttl_secs, bands, rules })
     }
 
-    /// Each band's score threshold for `model` (resolving `top_share` bands with its score
-    /// distribution). Fails if a `top_share` band meets a model that has no distribution.
+    /// Each band's score threshold for `model` (resolving `top_share` and `legit_share` bands
+    /// with its recorded score distributions). Fails if such a band meets a model that has no
+    /// distribution of that kind.
     pub fn thresholds(&self, model: &models::ModelArtifact) -> Result<Vec<f64>, PolicyError> {
         self.bands
             .iter()
-            .map(|b| match (b.min_score, b.top_share) {
-                (Some(m), _) => Ok(m),
-                (None, Some(t)) => model.score_at_top_share(t).ok_or_else(|| {
+            .map(|b| {
+                let (resolved, key) = match (b.min_score, b.top_share, b.legit_share) {
+                    (Some(m), _, _) => return Ok(m),
+                    (None, Some(t), _) => (model.score_at_top_share(t), "top_share"),
+                    (None, None, Some(t)) => (model.score_at_legit_share(t), "legit_share"),
+                    (None, None, None) => return Ok(1.0),
+                };
+                resolved.ok_or_else(|| {
                     PolicyError::Invalid(format!(
-                        "band {} uses top_share but model {} records no score distribution; retrain it",
+                        "band {} uses {key} but model {} records no such score distribution; retrain it",
                         b.action.as_str(),
                         model.version
                     ))
-                }),
-                (None, None) => Ok(1.0),
+                })
             })
             .collect()
+    }
+
+    /// The flag budget of each action that a `legit_share` band sets (the share of legitimate
+    /// sessions it may reach), for the scorer's live rate to be compared with.
+    pub fn budgets(&self) -> Vec<(Action, f64)> {
+        self.bands.iter().filter_map(|b| Some((b.action, b.legit_share?))).collect()
     }
 
     /// Applies rules and bands: the most severe applicable action wins, unless an override
@@ -263,20 +305,7 @@ impl Policy {
         }
         let mut overridden = None;
         for r in &self.rules {
-            let fired = match &r.when {
-                Condition::ListHit(code) => list_hits.iter().any(|h| h == code),
-                Condition::Features(conds) => conds.iter().all(|(i, cmp, v)| {
-                    let x = features.get(*i).copied().unwrap_or(f64::NAN);
-                    match cmp {
-                        Cmp::Lt => x < *v,
-                        Cmp::Le => x <= *v,
-                        Cmp::Gt => x > *v,
-                        Cmp::Ge => x >= *v,
-                        Cmp::Eq => x == *v,
-                    }
-                }),
-            };
-            if fired {
+            if r.when.matches(list_hits, features) {
                 d.rules.push(r.code.clone());
                 if r.overrides {
                     overridden = Some(r);
@@ -390,6 +419,32 @@ mod tests {
         assert!(p.thresholds(&model).unwrap_err().to_string().contains("retrain"));
     }
 
+    #[test]
+    fn a_legit_share_band_reads_the_legitimate_distribution_not_the_overall_one() {
+        let p = Policy::parse(
+            "[[band]]\nlegit_share = 0.005\naction = \"restrict\"\nrestrictions = [\"transfer_funds\"]\n\
+             [[band]]\nmin_score = 0.99\naction = \"block\"",
+        )
+        .unwrap();
+        assert_eq!(p.budgets(), vec![(Action::Restrict, 0.005)], "only legit_share bands set a budget");
+        let mut model: models::ModelArtifact = serde_json::from_value(serde_json::json!({
+            "version": "v", "feature_schema": "x", "feature_names": [], "created_at": "",
+            "model": {"kind": "logistic", "mean": [], "scale": [], "coef": [], "intercept": 0.0},
+            "meta": {"session_score_top_shares": [[0.005, 0.9]]}
+        }))
+        .unwrap();
+        let e = p.thresholds(&model).unwrap_err().to_string();
+        assert!(e.contains("legit_share") && e.contains("retrain"), "{e}");
+        model.meta[models::artifact::LEGIT_SHARES] = serde_json::json!([[0.001, 0.7], [0.005, 0.55]]);
+        assert_eq!(p.thresholds(&model).unwrap(), vec![0.55, 0.99]);
+        let e = Policy::parse("[[band]]\nlegit_share = 0.01\ntop_share = 0.01\naction = \"challenge\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("exactly one"), "{e}");
+        let e = Policy::parse("[[band]]\nlegit_share = 1.5\naction = \"challenge\"").unwrap_err().to_string();
+        assert!(e.contains("(0, 1)"), "{e}");
+    }
+
     /// The repository's policy, and band thresholds a score of 0 never reaches: only the rules act.
     fn shipped_rules_only() -> (Policy, Vec<f64>) {
         let path =
@@ -403,6 +458,16 @@ mod tests {
     fn the_shipped_policy_is_valid() {
         let (p, _) = shipped_rules_only();
         assert!(!p.bands.is_empty() && p.rules.iter().any(|r| r.code == "blacklist_ip"));
+    }
+
+    #[test]
+    fn the_shipped_bands_are_flag_budgets_that_the_baseline_model_resolves_in_severity_order() {
+        let (p, _) = shipped_rules_only();
+        assert_eq!(p.budgets(), vec![(Action::Block, 0.001), (Action::Restrict, 0.005), (Action::Challenge, 0.02)]);
+        let baseline = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/baseline");
+        let model = platform::registry::load_current(&baseline).unwrap();
+        let t = p.thresholds(&model).unwrap();
+        assert!(t[0] >= t[1] && t[1] >= t[2] && t[2] > 0.0, "a stricter budget needs a higher score: {t:?}");
     }
 
     #[test]
@@ -483,7 +548,7 @@ mod tests {
     }
 
     #[test]
-    fn the_shipped_policy_restricts_a_fresh_payees_payment_from_a_new_device_but_not_from_no_device() {
+    fn the_shipped_policy_challenges_a_fresh_payees_payment_from_a_new_device_but_not_from_no_device() {
         use models::ClickEvent;
         use models::features::Replayer;
         let (p, t) = shipped_rules_only();
@@ -505,7 +570,7 @@ mod tests {
         };
         let [login, add, pay] = actions(session("s1", Some("d-new-phone")));
         assert_eq!((login.action, add.action), (Action::Allow, Action::Allow));
-        assert_eq!(pay.action, Action::Restrict, "{pay:?}");
+        assert_eq!(pay.action, Action::Challenge, "a step-up, not a restriction: cold history makes it common {pay:?}");
         assert_eq!(pay.rules, vec!["new_device_fresh_payee_transfer"]);
         // A site that sends no device ids: nothing says the device is new.
         let [_, _, pay] = actions(session("s2", None));

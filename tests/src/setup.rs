@@ -43,6 +43,8 @@ pub fn train_bank_on(lake: lake::Lake, registry: PathBuf, seed: u64) -> Trained 
         trees: 300,
         depth: 5,
         max_train_rows: 1_500_000,
+        flag_budgets: trainer::budget::FlagBudgets::default(),
+        policy: repo_root().join("config/policy.toml"),
     })
     .expect("training on the lake");
     assert!(outcome.promoted, "the first model is promoted");

@@ -91,6 +91,8 @@ fn train(
         trees: 100,
         depth: 4,
         max_train_rows: 1_500_000,
+        flag_budgets: trainer::budget::FlagBudgets::default(),
+        policy: repo_root().join("config/policy.toml"),
     })
     .unwrap()
 }
@@ -180,6 +182,16 @@ async fn the_scorer_applies_policy_session_state_reloads_shadows_and_publishes_l
     let counts = sessions.count_active(platform::now_ms()).await.unwrap();
     assert_eq!(active(counts.clone(), models::Action::Block), 1, "{counts:?}");
     assert_eq!(active(counts.clone(), models::Action::Challenge), 1, "{counts:?}");
+    // The live flag rate's parts: three sessions started; s-block reached every level once
+    // (its second event does not count it again), s-fail reached a challenge.
+    let (_, text) = request(scorer.http_addr, "GET", "/metrics", None, None).await.unwrap();
+    let series = |name: &str, label: &str| -> Option<f64> {
+        text.lines().find(|l| l.starts_with(name) && l.contains(label))?.split_whitespace().last()?.parse().ok()
+    };
+    assert_eq!(series("fraud_sessions_started_total", ""), Some(3.0), "{text}");
+    for (action, n) in [("challenge", 2.0), ("restrict", 1.0), ("block", 1.0)] {
+        assert_eq!(series("fraud_session_actions_total{", &format!("action=\"{action}\"")), Some(n), "{action}");
+    }
 
     // Expiry: the challenge lasts two seconds.
     tokio::time::sleep(Duration::from_millis(2500)).await;

@@ -48,7 +48,8 @@ fn trained() -> &'static (Vec<models::artifact::ModelArtifact>, Vec<models::feat
         let (train, valid) = (split.rows(&ds, split.train), split.rows(&ds, split.valid));
         let logistic =
             trainer::train::fit_logistic(&train, trainer::train::Params::default()).expect("fits").into_model();
-        let boosted = trainer::gbdt::fit(&train, &valid, &trainer::gbdt::Params::default(), |_| {}).expect("fits");
+        let w = trainer::dataset::session_weights(&train);
+        let boosted = trainer::gbdt::fit(&train, &w, &valid, &trainer::gbdt::Params::default(), |_| {}).expect("fits");
         let boosted = models::artifact::Model::Boosted { base: boosted.base, trees: boosted.trees };
         let vectors = valid.iter().take(1000).map(|r| trainer::train::features_of(r)).collect();
         let arts = [logistic, boosted]

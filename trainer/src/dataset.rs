@@ -64,6 +64,8 @@ pub struct Dataset {
     pub history_keys: usize,
     /// Date partitions left out as strays (see [`without_strays`]), with their rows.
     pub strays: Vec<(String, usize)>,
+    /// How late the fraud labels known at the cut-off arrived.
+    pub label_delays: crate::delays::LabelDelays,
 }
 
 /// What the labels known at `cutoff` say: fraudulent sessions, and accounts labelled
@@ -191,6 +193,7 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
     };
     let (truth, used, late) = Truth::known_at(&labels, ds.cutoff);
     let mut named_by_event: HashMap<u64, LabelKind> = HashMap::new();
+    let mut delays = crate::delays::DelayProbe::new(&labels, ds.cutoff);
     ds.labels_used = used;
     ds.labels_late = late;
     let counts = if opts.label_delay_days.is_some() && opts.max_train_rows > 0 {
@@ -229,6 +232,7 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
             ds.first_ts = ds.first_ts.min(ev.ts);
             ds.last_ts = ds.last_ts.max(ev.ts);
             let session = session_hash(&ev.session_id);
+            delays.see(ev);
             if let Some(kind) = truth.fraud_named_by_event(ev) {
                 named_by_event.insert(session, kind);
             }
@@ -268,6 +272,7 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
     }
     ds.history_keys = replay.history().len();
     ds.strays = strays;
+    ds.label_delays = delays.finish();
     Ok(ds)
 }
 
@@ -282,6 +287,18 @@ pub fn session_weights(rows: &[&Row]) -> Vec<f64> {
     }
     let mean = rows.len() as f64 / lengths.len().max(1) as f64;
     rows.iter().map(|r| mean / f64::from(lengths[&r.session])).collect()
+}
+
+/// Training weights: every session weighs the same ([`session_weights`]), and a legitimate
+/// row weighs as much as it is sure to be legitimate: the share of fraud labels that would
+/// have arrived by its age at the cut-off (`arrived_by`, from [`crate::delays`]). Old
+/// unlabelled traffic counts fully; the newest counts as far as its silence means something.
+pub fn train_weights(rows: &[&Row], cutoff: i64, arrived_by: impl Fn(f64) -> f64) -> Vec<f64> {
+    session_weights(rows)
+        .into_iter()
+        .zip(rows)
+        .map(|(w, r)| if r.fraud { w } else { w * arrived_by((cutoff - r.ts) as f64 / DAY_MS as f64) })
+        .collect()
 }
 
 /// Days between date partitions beyond which a small group of them is taken for a stray.
@@ -374,6 +391,31 @@ impl Split {
 mod tests {
     use super::*;
     use models::{LabelKind, LabelSource};
+
+    #[test]
+    fn every_session_weighs_the_same_and_a_young_unlabelled_one_weighs_what_its_silence_says() {
+        let row =
+            |session, fraud, ts| Row { ts, session, fraud, kind: None, transfer_value: 0.0, x: [0.0; N_FEATURES] };
+        let cutoff = 100 * DAY_MS;
+        // Session 1: three old legitimate rows; 2: an old fraudulent row; 3: a legitimate row a
+        // day before the cut-off, 4: a fraudulent one as young.
+        let rows = [
+            row(1, false, 0),
+            row(1, false, 0),
+            row(1, false, 0),
+            row(2, true, 0),
+            row(3, false, cutoff - DAY_MS),
+            row(4, true, cutoff - DAY_MS),
+        ];
+        let refs: Vec<&Row> = rows.iter().collect();
+        let w = train_weights(&refs, cutoff, |age| if age < 2.0 { 0.25 } else { 1.0 });
+        let mean = 6.0 / 4.0;
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(close(w[0] + w[1] + w[2], mean) && close(w[0], w[2]), "{w:?}");
+        assert!(close(w[3], mean), "{w:?}");
+        assert!(close(w[4], mean * 0.25), "a day-old unlabelled session is unsure: {w:?}");
+        assert!(close(w[5], mean), "a label, however young, is sure: {w:?}");
+    }
 
     fn event(id: &str, session: &str, user: &str, ts: i64) -> ClickEvent {
         let json = format!(

@@ -128,12 +128,17 @@ pub fn evaluate(args: &EvaluateArgs) -> anyhow::Result<Evaluation> {
             args.label_delay_days
         );
         report += &run::metrics_section("Evaluation window", &metrics, other);
+        let budgets = crate::budget::FlagBudgets::check_model(&model, &sessions);
+        if !budgets.is_empty() {
+            report += &crate::budget::section("evaluation window", &budgets);
+        }
         report += run::FIGURES_SECTION;
         let json = serde_json::json!({
             "version": &version,
             "lake": args.lake.to_string(),
             "window": [models::format_ts(window.0), models::format_ts(window.1)],
             "metrics": &metrics,
+            "flag_budgets": &budgets,
             "against": against_metrics.as_ref().map(|(v, m)| serde_json::json!({"version": v, "metrics": m})),
         });
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -192,6 +197,8 @@ mod tests {
             trees: 0,
             depth: 1,
             max_train_rows: 0,
+            flag_budgets: crate::budget::FlagBudgets::default(),
+            policy: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/policy.toml"),
         })
         .unwrap();
         let model = platform::registry::load(&registry, &trained.version).unwrap();
@@ -224,6 +231,18 @@ mod tests {
             report
                 .contains(&format!("| average precision | {:.4} | {:.4} |", t.average_precision, t.average_precision))
         );
+        // The flag budgets, set on validation, check the same on the same window.
+        let budget_rows = |r: &str| -> Vec<String> {
+            r.lines()
+                .filter(|l| ["| challenge |", "| restrict |", "| block |"].iter().any(|a| l.starts_with(a)))
+                .map(String::from)
+                .collect()
+        };
+        let trained_report = std::fs::read_to_string(trained.dir.join("report.md")).unwrap();
+        assert_eq!(budget_rows(&report).len(), 3, "{report}");
+        assert_eq!(budget_rows(&report), budget_rows(&trained_report));
+        assert!(trained_report.contains("## Rules (validation window)"), "{trained_report}");
+        assert!(trained_report.contains("| credential_stuffing_ip | block |"), "the shipped rules are measured");
         for f in ["metrics.json", "pr.svg", "roc.svg", "scores.svg"] {
             assert!(out.join(f).metadata().unwrap().len() > 0, "{f} written");
         }

@@ -239,8 +239,16 @@ fn tree_value(t: &Tree, x: &[f32]) -> f64 {
     t.value(|j| f64::from(x[j]))
 }
 
-/// Fits the ensemble on `train`; `valid` (if it holds both classes) drives early stopping.
-pub fn fit(train: &[&Row], valid: &[&Row], p: &Params, mut progress: impl FnMut(usize)) -> anyhow::Result<Fitted> {
+/// Fits the ensemble on `train`, each row weighing `train_w` (see
+/// [`crate::dataset::train_weights`]); `valid` (if it holds both classes) drives early stopping.
+pub fn fit(
+    train: &[&Row],
+    train_w: &[f64],
+    valid: &[&Row],
+    p: &Params,
+    mut progress: impl FnMut(usize),
+) -> anyhow::Result<Fitted> {
+    anyhow::ensure!(train_w.len() == train.len(), "one weight per training row");
     let pos = train.iter().filter(|r| r.fraud).count();
     let neg = train.len() - pos;
     if pos == 0 || neg == 0 {
@@ -248,11 +256,11 @@ pub fn fit(train: &[&Row], valid: &[&Row], p: &Params, mut progress: impl FnMut(
             "the training window has {pos} fraudulent and {neg} legitimate events; both classes are needed (more history or labels)"
         );
     }
-    // Every session weighs the same, whatever its length; classes are balanced by the sessions'
-    // weights, but softened: full balancing over-weights a few hundred positives.
-    let w_session = crate::dataset::session_weights(train);
+    // Classes are balanced by the rows' weights, but softened: full balancing over-weights a
+    // few hundred positives.
+    let w_session = train_w;
     let weight_of =
-        |fraud: bool| train.iter().zip(&w_session).filter(|(r, _)| r.fraud == fraud).map(|(_, w)| w).sum::<f64>();
+        |fraud: bool| train.iter().zip(w_session).filter(|(r, _)| r.fraud == fraud).map(|(_, w)| w).sum::<f64>();
     let (pos_w, neg_w) = (weight_of(true), weight_of(false));
     let w_pos = p.positive_weight.unwrap_or_else(|| (neg_w / pos_w).sqrt());
     let bins = Bins::new(train, p.bins.clamp(2, 255));
@@ -261,7 +269,7 @@ pub fn fit(train: &[&Row], valid: &[&Row], p: &Params, mut progress: impl FnMut(
     let n_bins: Vec<usize> = bins.cuts.iter().map(|c| c.len() + 1).collect();
     let stride = n_bins.iter().copied().max().unwrap_or(1);
     let y: Vec<bool> = train.iter().map(|r| r.fraud).collect();
-    let w: Vec<f64> = y.iter().zip(&w_session).map(|(y, s)| s * if *y { w_pos } else { 1.0 }).collect();
+    let w: Vec<f64> = y.iter().zip(w_session).map(|(y, s)| s * if *y { w_pos } else { 1.0 }).collect();
     let prior = (pos_w * w_pos) / (pos_w * w_pos + neg_w);
     let base = (prior / (1.0 - prior)).ln();
     let mut margin = vec![base; train.len()];
@@ -352,7 +360,7 @@ mod tests {
         let (train, valid) = (rows(4000, 1), rows(2000, 2));
         let (tr, va): (Vec<&Row>, Vec<&Row>) = (train.iter().collect(), valid.iter().collect());
         let mut seen = 0;
-        let fit = fit(&tr, &va, &Params::default(), |t| seen = t).unwrap();
+        let fit = fit(&tr, &crate::dataset::session_weights(&tr), &va, &Params::default(), |t| seen = t).unwrap();
         assert!(seen >= fit.trees.len() && !fit.trees.is_empty());
         let loss = &fit.valid_loss;
         assert!(loss.iter().cloned().fold(f64::INFINITY, f64::min) < loss[0] * 0.5, "validation loss fell: {loss:?}");
@@ -378,7 +386,8 @@ mod tests {
     fn a_single_class_is_refused_with_advice() {
         let train: Vec<Row> = rows(100, 3).into_iter().map(|r| Row { fraud: false, ..r }).collect();
         let tr: Vec<&Row> = train.iter().collect();
-        let err = fit(&tr, &[], &Params::default(), |_| {}).unwrap_err().to_string();
+        let err =
+            fit(&tr, &crate::dataset::session_weights(&tr), &[], &Params::default(), |_| {}).unwrap_err().to_string();
         assert!(err.contains("both classes"), "{err}");
     }
 }

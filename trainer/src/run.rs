@@ -1,5 +1,6 @@
 //! `trainer train` end to end: dataset → fit → calibrate → evaluate → register → promote?
 
+use crate::budget::{self, FlagBudgets};
 use crate::dataset::{self, Row, Split};
 use crate::eval::{self, Metrics};
 use crate::train::{self, Params};
@@ -21,6 +22,8 @@ pub struct TrainArgs {
     #[arg(long, env = "MODEL_REGISTRY", default_value = "data/registry")]
     pub registry: PathBuf,
     /// Events younger than this (before the cut-off) are left out: their labels may not be in yet.
+    /// Older unlabelled sessions weigh as legitimate by the share of fraud labels that arrive
+    /// within their age, measured on the lake (the report shows the delays per source).
     #[arg(long, env = "LABEL_DELAY_DAYS", default_value_t = 3.0)]
     pub label_delay_days: f64,
     /// Promote only if average precision beats the champion's on the same test window by this.
@@ -43,6 +46,14 @@ pub struct TrainArgs {
     /// sampled. Memory is about 300 bytes a kept row plus the replay's history (see README).
     #[arg(long, env = "MAX_TRAIN_ROWS", default_value_t = 1_500_000)]
     pub max_train_rows: usize,
+    /// Share of legitimate sessions each action may flag (`action=share,...`). The trainer
+    /// records the scores that meet them on validation; policy bands with `legit_share` use them.
+    #[arg(long, env = "FLAG_BUDGETS", default_value = "challenge=0.02,restrict=0.005,block=0.001", value_parser = FlagBudgets::parse)]
+    pub flag_budgets: FlagBudgets,
+    /// The scorer's policy, whose feature rules the report measures on the validation window
+    /// (hits, precision against the restrict band's). Left out of the report if the file is absent.
+    #[arg(long, env = "POLICY_FILE", default_value = "config/policy.toml")]
+    pub policy: PathBuf,
 }
 
 #[derive(Debug, Serialize)]
@@ -152,7 +163,7 @@ fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
 }
 
 /// Calibrates `model` on the validation rows and measures it there.
-fn calibrate(mut model: ModelArtifact, valid_rows: &[&Row]) -> (ModelArtifact, Metrics) {
+fn calibrate(mut model: ModelArtifact, valid_rows: &[&Row], budgets: &FlagBudgets) -> (ModelArtifact, Metrics) {
     let margins: Vec<f64> = valid_rows.iter().map(|r| model.margin(&train::features_of(r)).0).collect();
     let labels: Vec<bool> = valid_rows.iter().map(|r| r.fraud).collect();
     if labels.iter().any(|y| *y) {
@@ -160,9 +171,34 @@ fn calibrate(mut model: ModelArtifact, valid_rows: &[&Row]) -> (ModelArtifact, M
     }
     let (sessions, metrics) = measure(&model, valid_rows);
     // The validation window's session score distribution lets a policy set thresholds by
-    // target alert rate (`top_share`) instead of by raw score.
-    model.meta["session_score_top_shares"] = serde_json::json!(eval::top_shares(&sessions));
+    // target alert rate (`top_share`) or by legitimate sessions flagged (`legit_share`)
+    // instead of by raw score.
+    model.meta[models::artifact::TOP_SHARES] = serde_json::json!(eval::top_shares(&sessions));
+    model.meta[models::artifact::LEGIT_SHARES] = serde_json::json!(budget::legit_shares(&sessions, budgets));
+    model.meta["flag_budgets"] = budgets.to_json();
     (model, metrics)
+}
+
+/// The report's rules section: the policy's feature rules on the validation window, against
+/// the precision of the restrict band (the least severe band a hard rule can outrank).
+fn rules_section(policy: &Path, model: &ModelArtifact, valid_rows: &[&Row]) -> String {
+    let policy = match scorer::policy::Policy::load(policy) {
+        Ok(p) => p,
+        Err(e) => return format!("\n## Rules\n\nNot measured: {e} (set --policy).\n"),
+    };
+    let (sessions, _) = measure(model, valid_rows);
+    let restrict = budget::FlagBudgets::check_model(model, &sessions).into_iter().find(|c| c.action == "restrict");
+    let band_precision = restrict.map_or(0.0, |c| c.precision);
+    let checks = crate::rules::check(&policy, valid_rows, band_precision);
+    for c in checks.iter().filter(|c| c.demote) {
+        tracing::warn!(rule = %c.code, precision = c.precision, band_precision, "a hard rule is less precise than the restrict band; demote it");
+    }
+    crate::rules::section(
+        "validation window",
+        &checks,
+        band_precision,
+        "List rules need the lists and are not measured here.",
+    )
 }
 
 fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
@@ -201,6 +237,7 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
         "train_sample_rate": ds.train_sample_rate,
         "label_delay_days": args.label_delay_days,
         "cutoff": models::format_ts(ds.cutoff),
+        "label_delays": ds.label_delays.summary(args.label_delay_days),
     });
 
     let mut candidates: Vec<Candidate> = Vec::new();
@@ -208,14 +245,16 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
         let t = Instant::now();
         let fit = train::fit_logistic(&train_rows, Params { alpha: args.alpha, ..Params::default() })?;
         tracing::info!(rows = fit.rows, secs = t.elapsed().as_secs_f64(), "logistic regression fitted");
-        let (model, valid) = calibrate(train::artifact(&version, fit.into_model(), meta.clone()), &valid_rows);
+        let (model, valid) =
+            calibrate(train::artifact(&version, fit.into_model(), meta.clone()), &valid_rows, &args.flag_budgets);
         candidates.push(Candidate { model, valid, secs: t.elapsed().as_secs_f64() });
     }
     if args.model != ModelChoice::Logistic {
         let t = Instant::now();
         let p = gbdt::Params { trees: args.trees, depth: args.depth, ..gbdt::Params::default() };
         let bar = progress_bar(p.trees as u64, "trees");
-        let fit = gbdt::fit(&train_rows, &valid_rows, &p, |n| {
+        let train_w = dataset::train_weights(&train_rows, ds.cutoff, ds.label_delays.arrived_by());
+        let fit = gbdt::fit(&train_rows, &train_w, &valid_rows, &p, |n| {
             bar.set_position(n as u64);
             if n % 50 == 0 {
                 tracing::info!(trees = n, secs = t.elapsed().as_secs_f64(), "boosting");
@@ -224,7 +263,7 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
         bar.finish_and_clear();
         tracing::info!(trees = fit.trees.len(), secs = t.elapsed().as_secs_f64(), "boosted trees fitted");
         let model = Model::Boosted { base: fit.base, trees: fit.trees };
-        let (model, valid) = calibrate(train::artifact(&version, model, meta.clone()), &valid_rows);
+        let (model, valid) = calibrate(train::artifact(&version, model, meta.clone()), &valid_rows, &args.flag_budgets);
         candidates.push(Candidate { model, valid, secs: t.elapsed().as_secs_f64() });
     }
     for c in &candidates {
@@ -274,6 +313,8 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
     };
     steps.push(("evaluate on the test window", t2.elapsed().as_secs_f64()));
 
+    let budgets = FlagBudgets::check_model(&model, &test_sessions);
+    let rules = rules_section(&args.policy, &model, &valid_rows);
     let mut series = vec![(version.as_str(), test_sessions.as_slice())];
     if let Some((v, cs)) = &champion_sessions {
         series.push((v.as_str(), cs.as_slice()));
@@ -289,12 +330,17 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
         steps: &steps,
         split: &split,
         strays: &ds.strays,
+        budgets: &budgets,
+        rules: &rules,
+        delays: &ds.label_delays.summary(args.label_delay_days),
+        maturity_days: args.label_delay_days,
     };
     let report = report(&ctx, &test, champion_test.as_ref());
     let metrics_json = serde_json::to_vec_pretty(&serde_json::json!({
         "kind": model.kind(),
         "test": &test,
         "champion_test": &champion_test,
+        "flag_budgets_test": &budgets,
         "model_selection": &model.meta["model_selection"],
         "promoted": promote,
         "why": &why,
@@ -323,6 +369,10 @@ struct ReportContext<'a> {
     steps: &'a [(&'a str, f64)],
     split: &'a Split,
     strays: &'a [(String, usize)],
+    budgets: &'a [budget::BudgetCheck],
+    rules: &'a str,
+    delays: &'a [crate::delays::DelaySummary],
+    maturity_days: f64,
 }
 
 /// The report's figures, as (file name, SVG): precision–recall and ROC curves of each named
@@ -410,6 +460,9 @@ fn report(c: &ReportContext, m: &Metrics, champion: Option<&Metrics>) -> String 
         s += &format!("Left out as strays ({}): {}.\n\n", dataset::strays_rule(), list.join(", "));
     }
     s += &metrics_section("Test window", m, ("champion", champion));
+    s += &budget::section("test window", c.budgets);
+    s += c.rules;
+    s += &crate::delays::section(c.delays, c.maturity_days);
     s += "\n## Model selection\n\nEach family fitted and calibrated; the one with the higher validation average precision is kept.\n\n| family | validation AP | test AP |\n|---|---|---|\n";
     for (k, v, t) in c.selection {
         s += &format!("| {k}{} | {v:.4} | {:.4} |\n", if k == c.kind { " (kept)" } else { "" }, t.average_precision);
