@@ -41,8 +41,16 @@ pub struct Config {
 
 const SERVICE: &str = "enricher";
 /// Every reason the enricher gives a dead letter (the `reason` label's values).
-pub const DLQ_REASONS: &[&str] =
-    &["oversize", "invalid_json", "schema_violation", "invalid_encoding", "invalid_log_line", "ts_ahead_of_record"];
+pub const DLQ_REASONS: &[&str] = &[
+    "oversize",
+    "invalid_json",
+    "schema_violation",
+    "invalid_encoding",
+    "invalid_log_line",
+    "ts_ahead_of_record",
+    "invalid_label",
+    "label_not_applied",
+];
 pub const LIST_HITS: &str = "fraud_list_hits_total";
 pub const LIST_ENTRIES: &str = "fraud_list_entries";
 pub const DEGRADED: &str = "fraud_events_without_history_total";
@@ -116,6 +124,36 @@ impl<S: HistoryStore> Enricher<S> {
     }
 }
 
+impl<S: HistoryStore> Enricher<S> {
+    /// Applies the batch's labels to the history before its events are enriched. Without
+    /// Redis, under `--on-redis-error degrade`, they go to the dead-letter topic rather than
+    /// stall the events (the lake sink keeps them too, and `trainer backfill` replays them).
+    async fn feed_labels(
+        &self,
+        batch: &[InRecord],
+        labels: &[(usize, models::Label)],
+        slots: &mut [Option<OutRecord>],
+    ) -> anyhow::Result<()> {
+        if labels.is_empty() {
+            return Ok(());
+        }
+        let only: Vec<models::Label> = labels.iter().map(|(_, l)| l.clone()).collect();
+        match self.metrics.redis.time("history", crate::store::apply_labels(&self.store, &only)).await {
+            Ok(()) => Ok(()),
+            Err(e) if self.redis_policy == RedisPolicy::Degrade => {
+                tracing::warn!(error = %e, labels = labels.len(), "Redis unavailable: labels dead-lettered");
+                for (i, _) in labels {
+                    let error = format!("label not fed back into the history: {e}");
+                    slots[*i] =
+                        Some(OutRecord::dead_letter(&self.topics.dlq_topic, &batch[*i], "label_not_applied", &error));
+                }
+                Ok(())
+            }
+            Err(e) => Err(anyhow::Error::new(e).context("feeding labels back into the history")),
+        }
+    }
+}
+
 /// What each event's operations return on an empty history (every event on its own), for
 /// deciding without Redis.
 fn without_history(plans: &[features::Plan]) -> Vec<models::history::OpResult> {
@@ -133,7 +171,19 @@ impl<S: HistoryStore> Processor for Enricher<S> {
         // Decode everything first; bad input becomes a dead letter in its place.
         let mut decoded: Vec<(usize, ClickEvent)> = Vec::with_capacity(batch.len());
         let mut slots: Vec<Option<OutRecord>> = Vec::with_capacity(batch.len());
+        // Labels from the labels topic produce nothing: they feed the history (below).
+        let mut labels: Vec<(usize, models::Label)> = Vec::new();
         for (i, rec) in batch.iter().enumerate() {
+            if rec.topic == self.topics.labels_topic {
+                slots.push(match models::Label::decode(&rec.payload) {
+                    Ok(l) => {
+                        labels.push((i, l));
+                        None
+                    }
+                    Err(e) => Some(OutRecord::dead_letter(&self.topics.dlq_topic, rec, "invalid_label", &e)),
+                });
+                continue;
+            }
             match self.decode(rec) {
                 Ok(ev) => {
                     decoded.push((i, ev));
@@ -144,6 +194,7 @@ impl<S: HistoryStore> Processor for Enricher<S> {
                 }
             }
         }
+        self.feed_labels(batch, &labels, &mut slots).await?;
         let texts: Vec<_> = decoded.iter().map(|(_, ev)| features::Texts::of(ev)).collect();
         let (plans, ops) = features::plan_batch(decoded.iter().map(|(_, ev)| ev), &texts);
         let (results, history_unavailable) = match self.metrics.redis.time("history", self.store.execute(&ops)).await {
@@ -205,7 +256,11 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
     let (http_addr, http) =
         platform::http::serve(cfg.http_addr, routes, registry, ready.clone(), shutdown.clone()).await?;
     let log_routes = crate::weblog::Routes::load(&cfg.routes)?;
-    let topics = [cfg.service.topics.clickstream_topic.as_str(), cfg.service.topics.weblogs_topic.as_str()];
+    let topics = [
+        cfg.service.topics.clickstream_topic.as_str(),
+        cfg.service.topics.weblogs_topic.as_str(),
+        cfg.service.topics.labels_topic.as_str(),
+    ];
     let pipeline = Pipeline::new(&cfg.service.kafka, &cfg.group_id, &topics, metrics.pipeline.clone())?;
     metrics.pipeline.init_series(&topics, DLQ_REASONS);
     let mut enricher = Enricher::new(store, cache.clone(), cfg.service.topics.clone(), cfg.limits, metrics.clone());

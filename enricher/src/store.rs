@@ -21,6 +21,24 @@ pub trait HistoryStore: Send + Sync {
     fn execute(&self, ops: &[Op<'_>]) -> impl Future<Output = Result<Vec<OpResult>, StoreError>> + Send;
 }
 
+/// Feeds fraud labels back into the history ([`models::feedback`]): one round trip reads the
+/// entities of the sessions they name, a second marks them. Nothing when no label needs it.
+pub async fn apply_labels<S: HistoryStore>(store: &S, labels: &[models::Label]) -> Result<(), StoreError> {
+    let reads: Vec<Vec<Op>> = labels.iter().map(models::feedback::reads).collect();
+    let flat: Vec<Op> = reads.iter().flatten().copied().collect();
+    let results = if flat.is_empty() { Vec::new() } else { store.execute(&flat).await? };
+    let mut at = 0;
+    let mut writes = Vec::new();
+    for (label, ops) in labels.iter().zip(&reads) {
+        writes.extend(models::feedback::writes(label, &results[at..at + ops.len()]));
+        at += ops.len();
+    }
+    if !writes.is_empty() {
+        store.execute(&writes).await?;
+    }
+    Ok(())
+}
+
 /// In-process store (offline replay, tests).
 #[derive(Default)]
 pub struct MemoryStore(pub Mutex<MemoryHistory>);

@@ -8,6 +8,7 @@
 
 use crate::ClickEvent;
 use crate::event::kind;
+use crate::feedback;
 use crate::history::{Key, MemoryHistory, Op, OpResult, Starts, Text, write_addr, write_subnet};
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
@@ -42,7 +43,7 @@ const PAYEE_PAYERS_TTL_S: u32 = 8 * DAY_S;
 const NO_CHANGE_HOURS: f64 = 720.0;
 
 /// Bump when the meaning of any feature changes; the schema hash changes with it.
-pub const FEATURE_SCHEMA_VERSION: u32 = 7;
+pub const FEATURE_SCHEMA_VERSION: u32 = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transform {
@@ -158,6 +159,10 @@ features! {
     SessionSecsOnPayeePage = "session_secs_on_payee_page", Log1p, "on a payee add or transfer: seconds since the session first opened a payee page (0 when it did not)";
     UserHoursSinceCredentialChange = "user_hours_since_credential_change", Log1p, "hours since the user's previous password reset, password change or profile change, in any session (720 when none within 720)";
     PayeeDistinctPayers7d = "payee_distinct_payers_7d", Log1p, "on a transfer: distinct users paying this payee in 7 days";
+    DeviceFraudLabels90d = "device_fraud_labels_90d", Log1p, "sessions that used this device and were labelled fraudulent, by the labels known in the 90 days before the event";
+    SubnetFraudLabels90d = "subnet_fraud_labels_90d", Log1p, "sessions that used this /24 (IPv6 /64) and were labelled fraudulent, by the labels known in the 90 days before the event";
+    PayeeFraudLabels90d = "payee_fraud_labels_90d", Log1p, "on a payee add or transfer: sessions that added or paid this payee and were labelled fraudulent, by the labels known in the 90 days before";
+    UserMuleLabels180d = "user_mule_labels_180d", Log1p, "mule labels on the account known in the 180 days before the event";
 }
 
 /// Stable identifier of this feature definition, carried on every enriched event and artifact.
@@ -280,6 +285,10 @@ struct Slots {
     payee_page: Option<usize>,
     credential_change: Option<usize>,
     payee_payers_7d: Option<usize>,
+    device_labels: Option<usize>,
+    subnet_labels: usize,
+    payee_labels: Option<usize>,
+    user_mule: Option<usize>,
 }
 
 /// The history operations for one event and where their results land: reads, then writes
@@ -615,6 +624,8 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
         } else if sensitive {
             s.credential_change = Some(p.read(Op::Get { key: changes }));
         }
+        let key = feedback::mule_labels(user);
+        s.user_mule = Some(p.read(Op::Count { key, from: (ts - feedback::MULE_MS).into(), to: ts }));
         if let Some(key) = device_accounts.filter(|_| login_ok) {
             p.write(add(key, user, ts, DEVICE_USERS_MS, MAX_DEVICE_USERS, DEVICE_USERS_TTL_S));
         }
@@ -662,6 +673,21 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
         if let Some(user) = ev.user_id.as_deref() {
             p.write(add(payers, user.into(), ts, PAYEE_PAYERS_MS, MAX_SET, PAYEE_PAYERS_TTL_S));
         }
+    }
+
+    // Labels fed back ([`feedback`]): the entities this session uses, for a later label to
+    // mark, and the marks that labels known by now left on them.
+    let entities = feedback::session_entities(sid);
+    let (device_entity, net_entity) = (device.map(|d| d.prefixed("d:")), net.prefixed("n:"));
+    let payee_entity = payee.map(|py| Text::from(py).prefixed("p:"));
+    let labels = |p: &mut Planner<'e>, entity| {
+        p.read(Op::Count { key: feedback::entity_labels(entity), from: (ts - feedback::LABELS_MS).into(), to: ts })
+    };
+    s.device_labels = device_entity.map(|e| labels(&mut p, e));
+    s.subnet_labels = labels(&mut p, net_entity);
+    s.payee_labels = payee_entity.map(|e| labels(&mut p, e));
+    for entity in [device_entity, Some(net_entity), payee_entity].into_iter().flatten() {
+        p.write(feedback::record_entity(entities, entity, ts));
     }
 
     s.session_range = session_range;
@@ -965,6 +991,10 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     let hours = changed_at.map_or(NO_CHANGE_HOURS, |t| ((ts - t).max(0) as f64 / HOUR_MS as f64).min(NO_CHANGE_HOURS));
     set(F::UserHoursSinceCredentialChange, hours);
     set(F::PayeeDistinctPayers7d, count(s.payee_payers_7d));
+    set(F::DeviceFraudLabels90d, count(s.device_labels));
+    set(F::SubnetFraudLabels90d, count(Some(s.subnet_labels)));
+    set(F::PayeeFraudLabels90d, count(s.payee_labels));
+    set(F::UserMuleLabels180d, count(s.user_mule));
     FeatureVector(v)
 }
 
@@ -1023,6 +1053,36 @@ impl Replayer {
             }
             (ev, self.replay(ev))
         })
+    }
+
+    /// [`Replayer::replay_all`] with labels fed in: each label of `labels` (sorted by `ts`) is
+    /// applied ([`Replayer::label`]) before the first event at or after its time, as the
+    /// enricher applies the labels topic live. Labels left when the events end stay in `labels`
+    /// for the next call.
+    pub fn replay_labelled<'r, 'e, 'l, L: Iterator<Item = &'l crate::Label>>(
+        &'r mut self,
+        events: &'e [ClickEvent],
+        labels: &'r mut std::iter::Peekable<L>,
+    ) -> impl Iterator<Item = (&'e ClickEvent, FeatureVector)> + use<'r, 'e, 'l, L> {
+        events.iter().enumerate().map(move |(i, ev)| {
+            while let Some(l) = labels.next_if(|l| l.ts <= ev.ts) {
+                self.label(l);
+            }
+            if let Some(next) = events.get(i + PREFETCH_AHEAD) {
+                prefetch_text(next);
+            }
+            (ev, self.replay(ev))
+        })
+    }
+
+    /// Applies a label at its own time: reads the entities of the session it names and marks
+    /// them ([`feedback`]).
+    pub fn label(&mut self, label: &crate::Label) {
+        self.history.advance_to(label.ts);
+        let read: Vec<OpResult> = feedback::reads(label).iter().map(|op| self.history.apply(op)).collect();
+        for op in feedback::writes(label, &read) {
+            self.history.apply(&op);
+        }
     }
 
     pub fn history(&self) -> &MemoryHistory {
@@ -1612,5 +1672,64 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), FEATURES.len());
+    }
+
+    #[test]
+    fn a_fraud_label_marks_its_sessions_device_network_and_payee_for_later_events_from_its_own_time() {
+        use crate::{Label, LabelKind};
+        let t0 = 1_700_000_000_000;
+        let pay = |id: &str, ts: i64, session: &str, user: &str, ip: &str, device: &str| ClickEvent {
+            device_id: Some(device.into()),
+            payee_id: Some("mule-acct".into()),
+            amount: Some(900.0),
+            ..ev(id, ts, session, Some(user), "transfer", ip)
+        };
+        let label = |id: &str, ts: i64, session: Option<&str>, user: &str, fraud: bool, kind: LabelKind| Label {
+            label_id: id.into(),
+            ts,
+            user_id: user.into(),
+            session_id: session.map(Into::into),
+            event_id: None,
+            is_fraud: fraud,
+            kind: Some(kind),
+            source: None,
+        };
+        let labels = [
+            // The takeover's session, confirmed a day later; a legitimate label marks nothing.
+            label("l1", t0 + DAY_MS, Some("s-ato"), "victim", true, LabelKind::AccountTakeover),
+            label("l2", t0 + DAY_MS, Some("s-ok"), "bob", false, LabelKind::Other),
+            // An account confirmed as a mule.
+            label("l3", t0 + DAY_MS, None, "mule", true, LabelKind::Mule),
+        ];
+        let events = [
+            pay("e1", t0, "s-ato", "victim", "203.0.113.5", "attacker-phone"),
+            pay("e2", t0 + 1000, "s-ok", "bob", "198.51.100.7", "bobs-phone"),
+            // Before the label is known: nothing to see.
+            pay("e3", t0 + HOUR_MS, "s-next", "carol", "203.0.113.9", "attacker-phone"),
+            ev("e4", t0 + HOUR_MS, "s-m1", Some("mule"), "login", "192.0.2.1"),
+            // After: the device, the /24 and the payee carry the label; the mule its own.
+            pay("e5", t0 + 2 * DAY_MS, "s-later", "dave", "203.0.113.77", "attacker-phone"),
+            pay("e6", t0 + 2 * DAY_MS, "s-bob2", "bob", "198.51.100.7", "bobs-phone"),
+            ev("e7", t0 + 2 * DAY_MS, "s-m2", Some("mule"), "login", "192.0.2.1"),
+        ];
+        let mut replay = Replayer::default();
+        let mut feed = labels.iter().peekable();
+        let fv: Vec<FeatureVector> = replay.replay_labelled(&events, &mut feed).map(|(_, f)| f).collect();
+        let marks = |f: &FeatureVector| {
+            [F::DeviceFraudLabels90d, F::SubnetFraudLabels90d, F::PayeeFraudLabels90d, F::UserMuleLabels180d]
+                .map(|x| f.get(x))
+        };
+        assert_eq!(marks(&fv[2]), [0.0; 4], "labels count only from their own time");
+        assert_eq!(marks(&fv[3]), [0.0; 4]);
+        assert_eq!(marks(&fv[4]), [1.0, 1.0, 1.0, 0.0], "device, /24 and payee of the confirmed session");
+        assert_eq!(marks(&fv[5])[..2], [0.0, 0.0], "a legitimate label marks nothing: {:?}", marks(&fv[5]));
+        assert_eq!(marks(&fv[5])[2], 1.0, "but bob paid the payee a confirmed fraud paid");
+        assert_eq!(marks(&fv[6]), [0.0, 0.0, 0.0, 1.0], "the mule's own account");
+        // The same label twice (a redelivery) counts once.
+        let mut again = Replayer::default();
+        let twice = [labels[0].clone(), labels[0].clone()];
+        let mut feed = twice.iter().peekable();
+        let f = again.replay_labelled(&events, &mut feed).map(|(_, f)| f).nth(4).unwrap();
+        assert_eq!(f.get(F::DeviceFraudLabels90d), 1.0);
     }
 }

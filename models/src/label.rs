@@ -72,3 +72,35 @@ pub struct Label {
     #[serde(default)]
     pub source: Option<LabelSource>,
 }
+
+impl Label {
+    /// A label from JSON (`label.schema.json`), or why not: the one check the labels API and
+    /// the enricher's labels topic share.
+    pub fn decode(bytes: &[u8]) -> Result<Label, String> {
+        let label: Label =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a label (see label.schema.json): {e}"))?;
+        if label.label_id.is_empty() || label.user_id.is_empty() {
+            return Err("label_id and user_id must not be empty".into());
+        }
+        Ok(label)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_decodes_from_the_contract_json_and_an_empty_id_is_refused_with_the_reason() {
+        let ok = br#"{"label_id":"l1","ts":"2026-11-01T10:00:00Z","user_id":"u1","session_id":"s1","is_fraud":true,"kind":"mule","source":"analyst"}"#;
+        let l = Label::decode(ok).unwrap();
+        assert_eq!(
+            (l.kind, l.source, l.session_id.as_deref()),
+            (Some(LabelKind::Mule), Some(LabelSource::Analyst), Some("s1"))
+        );
+        let e = Label::decode(br#"{"label_id":"","ts":"2026-11-01T10:00:00Z","user_id":"u1","is_fraud":true}"#)
+            .unwrap_err();
+        assert!(e.contains("must not be empty"), "{e}");
+        assert!(Label::decode(b"{oops").unwrap_err().contains("label.schema.json"));
+    }
+}

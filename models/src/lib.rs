@@ -10,6 +10,8 @@
 //! - [`features`]: the one feature definition: which history an event reads and writes, and
 //!   how the feature vector is computed from what was read; `Replayer` runs it event by event
 //!   against the in-memory history (offline replay).
+//! - [`feedback`]: labels fed back into the history (the entities of a confirmed fraudulent
+//!   session marked for later events to see), point in time.
 //! - [`artifact`]: the model artifact written by the trainer and its inference.
 
 pub mod agent;
@@ -17,6 +19,7 @@ pub mod artifact;
 pub mod enriched;
 pub mod event;
 pub mod features;
+pub mod feedback;
 pub mod history;
 pub mod label;
 pub mod verdict;

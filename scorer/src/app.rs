@@ -483,11 +483,7 @@ async fn post_label(
     body: axum::body::Bytes,
 ) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ApiError> {
     s.tokens.authorize(&headers)?;
-    let label: models::Label = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("not a label (see label.schema.json): {e}")))?;
-    if label.label_id.is_empty() || label.user_id.is_empty() {
-        return Err(ApiError::BadRequest("label_id and user_id must not be empty".into()));
-    }
+    let label = models::Label::decode(&body).map_err(ApiError::BadRequest)?;
     let payload = serde_json::to_vec(&label).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let record = OutRecord::new(&s.labels_topic, Some(label.user_id.clone().into_bytes()), payload);
     platform::pipeline::produce_all(&s.producer, &[record], &s.produce_metrics)

@@ -197,7 +197,56 @@ async fn replaying_a_lake_the_sink_wrote_gives_the_features_the_enricher_served(
     (future.event_id, future.ts) = ("from-the-future".into(), platform::now_ms() + 2 * 86_400_000);
     let mut sent = events.clone();
     sent.insert(at, future);
-    send_in_chunks(&stack.brokers(), "clickstream", &sent, 1, async |_| {}).await;
+    // Mid-stream, fraud labels on sessions that go on afterwards: the enricher feeds them back
+    // (their sessions' devices, networks and payees marked), and replay must feed the lake's
+    // copies at the same point. The label time falls strictly between the two halves' events.
+    let split = (sent.len() / 2..sent.len() - 1)
+        .find(|&k| k != at && k != at + 1 && sent[k].ts - sent[k - 1].ts >= 2)
+        .expect("a gap of 2 ms between two events");
+    let label_ts = sent[split - 1].ts + 1;
+    let (before, after) = sent.split_at(split);
+    let mut going_on: Vec<&str> = before
+        .iter()
+        .filter(|e| e.user_id.is_some() && after.iter().any(|a| a.session_id == e.session_id))
+        .map(|e| e.session_id.as_str())
+        .collect();
+    going_on.sort();
+    going_on.dedup();
+    let labels: Vec<models::Label> = going_on
+        .iter()
+        .take(5)
+        .enumerate()
+        .map(|(i, sid)| models::Label {
+            label_id: format!("parity-{i}"),
+            ts: label_ts,
+            user_id: before.iter().find(|e| e.session_id == *sid).and_then(|e| e.user_id.clone()).unwrap(),
+            session_id: Some(sid.to_string()),
+            event_id: None,
+            is_fraud: true,
+            kind: Some(models::LabelKind::AccountTakeover),
+            source: Some(models::LabelSource::Analyst),
+        })
+        .collect();
+    assert!(labels.len() >= 3, "sessions going on past the split: {going_on:?}");
+    send_in_chunks(&stack.brokers(), "clickstream", before, 1, async |_| {}).await;
+    let enriched_before = before.len() - usize::from(at < split);
+    e2e_tests::kafka::consume_until(&stack.brokers(), "clickstream.enriched", Duration::from_secs(90), |rs| {
+        rs.len() >= enriched_before
+    })
+    .await;
+    let producer: rdkafka::producer::FutureProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", stack.brokers()).create().unwrap();
+    let records: Vec<(String, Vec<u8>, i64)> =
+        labels.iter().map(|l| (l.user_id.clone(), serde_json::to_vec(l).unwrap(), l.ts)).collect();
+    fixtures::send_events(&producer, "fraud.labels", &records, false).await.unwrap();
+    let mut redis = redis::Client::open(stack.redis_url()).unwrap().get_connection().unwrap();
+    let marked = wait_for(Duration::from_secs(30), || {
+        redis::cmd("KEYS").arg("fd:lf:*").query::<Vec<String>>(&mut redis).is_ok_and(|k| !k.is_empty())
+    })
+    .await;
+    assert!(marked, "the enricher fed the labels back into Redis");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send_in_chunks(&stack.brokers(), "clickstream", after, 1, async |_| {}).await;
     let features = |lake: &Lake| -> Vec<lake::ServedFeatures> {
         lake.partitions(lake::FEATURES)
             .unwrap_or_default()
@@ -207,7 +256,10 @@ async fn replaying_a_lake_the_sink_wrote_gives_the_features_the_enricher_served(
     };
     let verdicts = |lake: &Lake| lake.partitions(lake::VERDICTS).unwrap_or_default().len();
     let done = wait_for(Duration::from_secs(90), || {
-        features(&lake).len() >= events.len() && lake_event_counts(&lake).len() >= events.len() && verdicts(&lake) > 0
+        features(&lake).len() >= events.len()
+            && lake_event_counts(&lake).len() >= events.len()
+            && verdicts(&lake) > 0
+            && label_count(&lake) >= labels.len()
     })
     .await;
     assert!(done, "the sink wrote {} feature rows for {} events", features(&lake).len(), events.len());
@@ -220,9 +272,12 @@ async fn replaying_a_lake_the_sink_wrote_gives_the_features_the_enricher_served(
     // The history the trainer replays with (expiring on event time).
     let mut replay = models::features::Replayer::new(models::history::MemoryHistory::expiring());
     let mut replayed: HashMap<String, Vec<f64>> = HashMap::new();
+    let mut lake_labels = lake.read_labels().unwrap();
+    lake_labels.sort_by_key(|l| l.ts);
+    let mut feed = lake_labels.iter().peekable();
     for (_, files) in lake.partitions(lake::EVENTS).unwrap() {
         let events = lake.read_events(&files).unwrap().0;
-        for (e, f) in replay.replay_all(&events) {
+        for (e, f) in replay.replay_labelled(&events, &mut feed) {
             replayed.insert(e.event_id.clone(), f.0);
         }
     }
@@ -240,6 +295,11 @@ async fn replaying_a_lake_the_sink_wrote_gives_the_features_the_enricher_served(
         }
     }
     assert!(differing.is_empty(), "{} differences, first: {:?}", differing.len(), &differing[..differing.len().min(5)]);
+    // …and the labels did show: the labelled sessions' later events carry them.
+    let device = models::features::F::DeviceFraudLabels90d as usize;
+    let subnet = models::features::F::SubnetFraudLabels90d as usize;
+    let marked = served.iter().filter(|r| r.values[device] > 0.0 || r.values[subnet] > 0.0).count();
+    assert!(marked > 0, "no served event carries a fed-back label");
     assert!(!lake_event_counts(&lake).contains_key("from-the-future"), "the sink left the event from the future out");
     let dlq = e2e_tests::kafka::consume_until(&stack.brokers(), "clickstream.dlq", Duration::from_secs(30), |rs| {
         !rs.is_empty()

@@ -194,6 +194,11 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
     let (truth, used, late) = Truth::known_at(&labels, ds.cutoff);
     let mut named_by_event: HashMap<u64, LabelKind> = HashMap::new();
     let mut delays = crate::delays::DelayProbe::new(&labels, ds.cutoff);
+    // The labels known at the cut-off, fed back into the history at their own time, as the
+    // enricher feeds the labels topic live.
+    let mut known_labels: Vec<&Label> = labels.iter().filter(|l| l.ts <= ds.cutoff).collect();
+    known_labels.sort_by_key(|l| l.ts);
+    let mut feed = known_labels.into_iter().peekable();
     ds.labels_used = used;
     ds.labels_late = late;
     let counts = if opts.label_delay_days.is_some() && opts.max_train_rows > 0 {
@@ -228,7 +233,7 @@ pub fn build(lake: &Lake, opts: &Options, mut progress: impl FnMut(&str, usize))
         }
         // Events come sorted by time; those after the cut-off are not replayed.
         let known = &events[..events.partition_point(|e| e.ts <= ds.cutoff)];
-        for (ev, f) in replay.replay_all(known) {
+        for (ev, f) in replay.replay_labelled(known, &mut feed) {
             ds.first_ts = ds.first_ts.min(ev.ts);
             ds.last_ts = ds.last_ts.max(ev.ts);
             let session = session_hash(&ev.session_id);

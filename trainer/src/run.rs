@@ -496,17 +496,33 @@ pub async fn backfill(args: &BackfillArgs) -> anyhow::Result<usize> {
     let store = RedisStore::connect(&args.redis.redis_url)
         .await
         .with_context(|| format!("connecting to Redis at {}", platform::config::redact_url(&args.redis.redis_url)))?;
+    // The lake's labels go in at their own time among the events, as training replays them.
+    let lake = args.lake.clone();
+    let mut labels = tokio::task::spawn_blocking(move || lake.read_labels()).await??;
+    labels.sort_by_key(|l| l.ts);
+    let mut feed = labels.iter().peekable();
     let mut n = 0;
     for (date, files) in parts {
         let lake = args.lake.clone();
         let (events, _) = tokio::task::spawn_blocking(move || lake.read_events(&files)).await??;
         for chunk in events.chunks(args.batch.max(1)) {
-            let texts: Vec<_> = chunk.iter().map(models::features::Texts::of).collect();
-            let (_, ops) = models::features::plan_batch(chunk, &texts);
-            store.execute(&ops).await?;
+            let mut rest = chunk;
+            while !rest.is_empty() {
+                let due: Vec<models::Label> =
+                    std::iter::from_fn(|| feed.next_if(|l| l.ts <= rest[0].ts)).cloned().collect();
+                enricher::store::apply_labels(&store, &due).await?;
+                let upto = feed.peek().map_or(rest.len(), |l| rest.partition_point(|e| e.ts < l.ts));
+                let (now, later) = rest.split_at(upto);
+                let texts: Vec<_> = now.iter().map(models::features::Texts::of).collect();
+                let (_, ops) = models::features::plan_batch(now, &texts);
+                store.execute(&ops).await?;
+                rest = later;
+            }
         }
         n += events.len();
         tracing::info!(%date, events = events.len(), "partition replayed into Redis");
     }
+    let rest: Vec<models::Label> = feed.cloned().collect();
+    enricher::store::apply_labels(&store, &rest).await?;
     Ok(n)
 }
