@@ -1,6 +1,7 @@
 //! The `trainer` command line. Kept in the library so that tests parse it as the binary does.
 
 use crate::evaluate::EvaluateArgs;
+use crate::export::ExportArgs;
 use crate::run::{BackfillArgs, TrainArgs};
 use crate::schedule::ScheduleArgs;
 use crate::sink::SinkArgs;
@@ -26,6 +27,9 @@ pub enum Cmd {
     Evaluate(EvaluateArgs),
     /// Replay the lake's events into Redis so live features start with full history.
     Backfill(BackfillArgs),
+    /// Write the training matrix (train, validation and test rows with labels, weights and raw
+    /// features) as CSV, to compare our trees with another library on the same data.
+    Export(ExportArgs),
     /// Run as the lake sink: write the event, feature, verdict and label topics into the lake.
     Sink(SinkArgs),
     /// Compact the lake and retrain on a cron schedule (runs never overlap).

@@ -11,6 +11,7 @@
 //! - [`plots`]: the report's PR and ROC curves and score histogram.
 //! - [`run`]: the `train` command end to end, including champion/challenger promotion.
 //! - [`evaluate`]: `trainer evaluate`, a registered model scored on a lake's newest labelled window.
+//! - [`export`]: `trainer export`, the training matrix as CSV (for comparing with other libraries).
 //! - [`schedule`]: lake compaction and training on a cron schedule.
 //! - [`sink`]: the lake sink (topics into Parquet, exactly once per record).
 //! - [`cli`]: the command line.
@@ -21,6 +22,7 @@ pub mod dataset;
 pub mod delays;
 pub mod eval;
 pub mod evaluate;
+pub mod export;
 pub mod gbdt;
 pub mod plots;
 pub mod rules;

@@ -57,6 +57,11 @@ async fn main() -> anyhow::Result<()> {
                 })
                 .await?;
             }
+            Cmd::Export(args) => {
+                let out = args.out.clone();
+                let n = tokio::task::spawn_blocking(move || trainer::export::export(&args)).await??;
+                println!("wrote {} train, {} validation and {} test rows to {}", n[0], n[1], n[2], out.display());
+            }
             Cmd::Backfill(args) => {
                 let n = trainer::run::backfill(&args).await?;
                 println!("replayed {n} lake events into Redis");
