@@ -181,7 +181,7 @@ mod tests {
     use super::*;
 
     fn session(score: f64, fraud: bool, transfers: Vec<(f64, f64)>) -> Session {
-        Session { score, fraud, kind: None, transfers }
+        Session { id: 0, score, fraud, kind: None, transfers }
     }
 
     #[test]

@@ -141,7 +141,7 @@ fn days_ms(days: f64) -> i64 {
     (days * DAY_MS as f64) as i64
 }
 
-fn session_hash(id: &str) -> u64 {
+pub fn session_hash(id: &str) -> u64 {
     use std::hash::BuildHasher;
     foldhash::fast::FixedState::with_seed(0x5e55_1045).hash_one(id)
 }

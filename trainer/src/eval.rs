@@ -43,6 +43,8 @@ pub struct KindRecall {
 /// up to and including it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
+    /// The session's id, hashed as rows carry it.
+    pub id: u64,
     pub score: f64,
     pub fraud: bool,
     pub kind: Option<models::LabelKind>,
@@ -53,7 +55,13 @@ pub struct Session {
 pub fn sessions(rows: &[&Row], scores: &[f64]) -> Vec<Session> {
     let mut m: HashMap<u64, Session> = HashMap::new();
     for (r, s) in rows.iter().zip(scores) {
-        let e = m.entry(r.session).or_insert(Session { score: 0.0, fraud: false, kind: None, transfers: Vec::new() });
+        let e = m.entry(r.session).or_insert(Session {
+            id: r.session,
+            score: 0.0,
+            fraud: false,
+            kind: None,
+            transfers: Vec::new(),
+        });
         e.score = e.score.max(*s);
         e.fraud |= r.fraud;
         e.kind = e.kind.or(r.kind);

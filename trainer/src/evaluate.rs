@@ -35,6 +35,10 @@ pub struct EvaluateArgs {
     /// Directory to write the report into (report.md, metrics.json and figures); none if not given.
     #[arg(long, env = "EVAL_OUT")]
     pub out: Option<PathBuf>,
+    /// Ground truth of a simulated lake (`fixtures lake --truth FILE`): also count the flagged
+    /// sessions by what really happened (legitimate look-alikes, fraud never labelled).
+    #[arg(long, env = "EVAL_TRUTH")]
+    pub truth: Option<PathBuf>,
 }
 
 /// What an evaluation measured.
@@ -47,6 +51,8 @@ pub struct Evaluation {
     /// The evaluated window, epoch milliseconds.
     pub window: (i64, i64),
     pub events_read: usize,
+    /// The flag budgets' thresholds against the ground truth, when `--truth` was given.
+    pub truth: Vec<crate::truth::TruthCheck>,
 }
 
 /// A version named on the command line: `current` (or nothing) is the champion.
@@ -109,6 +115,15 @@ pub fn evaluate(args: &EvaluateArgs) -> anyhow::Result<Evaluation> {
         ap = metrics.average_precision,
         "evaluated"
     );
+    let budgets = crate::budget::FlagBudgets::check_model(&model, &sessions);
+    let truth = match &args.truth {
+        Some(path) => {
+            let t = crate::truth::GroundTruth::read(path)?;
+            let thresholds: Vec<(String, f64)> = budgets.iter().map(|b| (b.action.clone(), b.threshold)).collect();
+            crate::truth::check(&sessions, &t, &thresholds)
+        }
+        None => Vec::new(),
+    };
     if let Some(out) = &args.out {
         let mut series = vec![(version.as_str(), sessions.as_slice())];
         if let Some((v, s, _)) = &against {
@@ -128,9 +143,11 @@ pub fn evaluate(args: &EvaluateArgs) -> anyhow::Result<Evaluation> {
             args.label_delay_days
         );
         report += &run::metrics_section("Evaluation window", &metrics, other);
-        let budgets = crate::budget::FlagBudgets::check_model(&model, &sessions);
         if !budgets.is_empty() {
             report += &crate::budget::section("evaluation window", &budgets);
+        }
+        if !truth.is_empty() {
+            report += &crate::truth::section(&truth);
         }
         report += run::FIGURES_SECTION;
         let json = serde_json::json!({
@@ -139,6 +156,7 @@ pub fn evaluate(args: &EvaluateArgs) -> anyhow::Result<Evaluation> {
             "window": [models::format_ts(window.0), models::format_ts(window.1)],
             "metrics": &metrics,
             "flag_budgets": &budgets,
+            "ground_truth": &truth,
             "against": against_metrics.as_ref().map(|(v, m)| serde_json::json!({"version": v, "metrics": m})),
         });
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -149,7 +167,14 @@ pub fn evaluate(args: &EvaluateArgs) -> anyhow::Result<Evaluation> {
             std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
         }
     }
-    Ok(Evaluation { version, metrics, against: against.map(|(v, _, m)| (v, m)), window, events_read: ds.events_read })
+    Ok(Evaluation {
+        version,
+        metrics,
+        against: against.map(|(v, _, m)| (v, m)),
+        window,
+        events_read: ds.events_read,
+        truth,
+    })
 }
 
 /// A few lines for the terminal: the headline metrics, and the other version's beside them.
@@ -171,6 +196,13 @@ pub fn summary(e: &Evaluation) -> String {
     );
     if let Some((v, m)) = &e.against {
         s += &format!("\n{}", line(v, m));
+    }
+    for c in &e.truth {
+        s += &format!(
+            "\nby the ground truth, {} flags {:.2} % of legitimate sessions",
+            c.action,
+            c.legit_flagged * 100.0
+        );
     }
     s
 }
@@ -213,6 +245,7 @@ mod tests {
             days: (test.1 - test.0) as f64 / dataset::DAY_MS as f64,
             label_delay_days: 2.0,
             out: Some(out.clone()),
+            truth: None,
         };
         let e = evaluate(&args).unwrap();
         assert_eq!(e.version, trained.version, "no --model is the champion");

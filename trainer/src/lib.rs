@@ -12,6 +12,7 @@
 //! - [`run`]: the `train` command end to end, including champion/challenger promotion.
 //! - [`evaluate`]: `trainer evaluate`, a registered model scored on a lake's newest labelled window.
 //! - [`export`]: `trainer export`, the training matrix as CSV (for comparing with other libraries).
+//! - [`truth`]: a simulator's ground truth, for `trainer evaluate --truth`.
 //! - [`schedule`]: lake compaction and training on a cron schedule.
 //! - [`sink`]: the lake sink (topics into Parquet, exactly once per record).
 //! - [`cli`]: the command line.
@@ -30,3 +31,4 @@ pub mod run;
 pub mod schedule;
 pub mod sink;
 pub mod train;
+pub mod truth;

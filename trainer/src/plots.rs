@@ -98,7 +98,7 @@ mod tests {
         let text = std::fs::read_to_string(&pr).unwrap();
         assert!(text.starts_with("<svg") && text.contains("candidate") && text.contains("recall"), "{text}");
         let h = dir.path().join("h.svg");
-        let s = |score, fraud| Session { score, fraud, kind: None, transfers: vec![] };
+        let s = |score, fraud| Session { id: 0, score, fraud, kind: None, transfers: vec![] };
         score_histogram(&h, "Scores", &[s(0.1, false), s(0.9, true)]).unwrap();
         let text = std::fs::read_to_string(&h).unwrap();
         assert!(text.contains("fraudulent") && text.matches("<rect").count() >= 4, "{text}");
