@@ -83,3 +83,14 @@ fn the_readme_stays_a_product_page_and_links_only_to_docs_that_exist() {
         assert!(repo_root().join("docs").join(file).is_file(), "README links to docs/{file}, which is missing");
     }
 }
+
+#[test]
+fn the_readme_crate_table_names_every_workspace_member() {
+    let manifest = std::fs::read_to_string(repo_root().join("Cargo.toml")).expect("Cargo.toml");
+    let members = manifest.lines().find(|l| l.trim_start().starts_with("members")).expect("a members line");
+    let names: Vec<&str> = members.split('"').skip(1).step_by(2).collect();
+    assert!(names.len() >= 8, "{members}");
+    let text = readme();
+    let missing: Vec<_> = names.iter().filter(|n| !text.contains(&format!("| `{n}/` |"))).collect();
+    assert!(missing.is_empty(), "workspace members missing from the README's crate table: {missing:?}");
+}
