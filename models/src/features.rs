@@ -43,7 +43,7 @@ const PAYEE_PAYERS_TTL_S: u32 = 8 * DAY_S;
 const NO_CHANGE_HOURS: f64 = 720.0;
 
 /// Bump when the meaning of any feature changes; the schema hash changes with it.
-pub const FEATURE_SCHEMA_VERSION: u32 = 8;
+pub const FEATURE_SCHEMA_VERSION: u32 = 9;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transform {
@@ -159,9 +159,9 @@ features! {
     SessionSecsOnPayeePage = "session_secs_on_payee_page", Log1p, "on a payee add or transfer: seconds since the session first opened a payee page (0 when it did not)";
     UserHoursSinceCredentialChange = "user_hours_since_credential_change", Log1p, "hours since the user's previous password reset, password change or profile change, in any session (720 when none within 720)";
     PayeeDistinctPayers7d = "payee_distinct_payers_7d", Log1p, "on a transfer: distinct users paying this payee in 7 days";
-    DeviceFraudLabels90d = "device_fraud_labels_90d", Log1p, "sessions that used this device and were labelled fraudulent, by the labels known in the 90 days before the event";
-    SubnetFraudLabels90d = "subnet_fraud_labels_90d", Log1p, "sessions that used this /24 (IPv6 /64) and were labelled fraudulent, by the labels known in the 90 days before the event";
-    PayeeFraudLabels90d = "payee_fraud_labels_90d", Log1p, "on a payee add or transfer: sessions that added or paid this payee and were labelled fraudulent, by the labels known in the 90 days before";
+    DeviceFraudLabels90d = "device_fraud_labels_90d", Log1p, "sessions that used this device and were labelled fraudulent, by the labels known in the 90 days before the event (0 on a device the user has had for a day or more)";
+    SubnetFraudLabels90d = "subnet_fraud_labels_90d", Log1p, "sessions that used this /24 (IPv6 /64) and were labelled fraudulent, by the labels known in the 90 days before the event (0 on a network the user has used for a day or more)";
+    PayeeFraudLabels90d = "payee_fraud_labels_90d", Log1p, "on a payee add or transfer: sessions that added or paid this payee and were labelled fraudulent, by the labels known in the 90 days before (0 for a payee the user has had for a day or more)";
     UserMuleLabels180d = "user_mule_labels_180d", Log1p, "mule labels on the account known in the 180 days before the event";
 }
 
@@ -991,9 +991,14 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     let hours = changed_at.map_or(NO_CHANGE_HOURS, |t| ((ts - t).max(0) as f64 / HOUR_MS as f64).min(NO_CHANGE_HOURS));
     set(F::UserHoursSinceCredentialChange, hours);
     set(F::PayeeDistinctPayers7d, count(s.payee_payers_7d));
-    set(F::DeviceFraudLabels90d, count(s.device_labels));
-    set(F::SubnetFraudLabels90d, count(Some(s.subnet_labels)));
-    set(F::PayeeFraudLabels90d, count(s.payee_labels));
+    // A label's mark says nothing about what the customer has long used: a scam victim's own
+    // phone and home network, a payee paid for years, a customer whose session was labelled
+    // by mistake. It speaks of what is new to them.
+    let established = |i: Option<usize>| ro(i).and_then(OpResult::time).is_some_and(|t| ts - t >= DAY_MS);
+    let unless_established = |labels: f64, own: Option<usize>| if established(own) { 0.0 } else { labels };
+    set(F::DeviceFraudLabels90d, unless_established(count(s.device_labels), s.user_device));
+    set(F::SubnetFraudLabels90d, unless_established(count(Some(s.subnet_labels)), s.user_subnet));
+    set(F::PayeeFraudLabels90d, unless_established(count(s.payee_labels), s.user_payee));
     set(F::UserMuleLabels180d, count(s.user_mule));
     FeatureVector(v)
 }
@@ -1703,7 +1708,10 @@ mod tests {
         ];
         let events = [
             pay("e1", t0, "s-ato", "victim", "203.0.113.5", "attacker-phone"),
-            pay("e2", t0 + 1000, "s-ok", "bob", "198.51.100.7", "bobs-phone"),
+            ClickEvent {
+                payee_id: Some("landlord".into()),
+                ..pay("e2", t0 + 1000, "s-ok", "bob", "198.51.100.7", "bobs-phone")
+            },
             // Before the label is known: nothing to see.
             pay("e3", t0 + HOUR_MS, "s-next", "carol", "203.0.113.9", "attacker-phone"),
             ev("e4", t0 + HOUR_MS, "s-m1", Some("mule"), "login", "192.0.2.1"),
@@ -1723,8 +1731,21 @@ mod tests {
         assert_eq!(marks(&fv[3]), [0.0; 4]);
         assert_eq!(marks(&fv[4]), [1.0, 1.0, 1.0, 0.0], "device, /24 and payee of the confirmed session");
         assert_eq!(marks(&fv[5])[..2], [0.0, 0.0], "a legitimate label marks nothing: {:?}", marks(&fv[5]));
-        assert_eq!(marks(&fv[5])[2], 1.0, "but bob paid the payee a confirmed fraud paid");
+        assert_eq!(marks(&fv[5])[2], 1.0, "but bob pays, for the first time, the payee a confirmed fraud paid");
         assert_eq!(marks(&fv[6]), [0.0, 0.0, 0.0, 1.0], "the mule's own account");
+        // A scam victim's own phone, used for a week, is marked by the label on the scam's
+        // session but not held against her next session: the mark speaks of what is new to her.
+        let own = |id: &str, ts: i64, session: &str| ClickEvent {
+            device_id: Some("erin-phone".into()),
+            ..ev(id, ts, session, Some("erin"), "page_view", "192.0.2.200")
+        };
+        let scam_label = [label("l9", t0 + DAY_MS, Some("s-scam"), "erin", true, LabelKind::Scam)];
+        let story =
+            [own("v1", t0 - 7 * DAY_MS, "s-old"), own("v2", t0, "s-scam"), own("v3", t0 + 2 * DAY_MS, "s-after")];
+        let mut replay = Replayer::default();
+        let mut feed = scam_label.iter().peekable();
+        let after = replay.replay_labelled(&story, &mut feed).map(|(_, f)| f).last().unwrap();
+        assert_eq!(marks(&after)[..2], [0.0, 0.0], "her own phone and network: {:?}", marks(&after));
         // The same label twice (a redelivery) counts once.
         let mut again = Replayer::default();
         let twice = [labels[0].clone(), labels[0].clone()];

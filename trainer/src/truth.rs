@@ -9,14 +9,20 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-/// Per session (by the hash rows carry): its family (`legit` or a fraud family) and look-alike.
+/// Per session (by the hash rows carry): its family (`legit` or a fraud family), look-alike
+/// and id.
 #[derive(Debug)]
-pub struct GroundTruth(HashMap<u64, (String, Option<String>)>);
+pub struct GroundTruth(HashMap<u64, (String, Option<String>, String)>);
 
 impl GroundTruth {
-    /// Reads a truth file: one JSON object per line with `session_id`, `family`, `lookalike`.
+    /// Reads a truth file: one JSON object per line with `session_id`, `family`, `lookalike`
+    /// (and `user_id`). A mule account's other sessions are its owner's, not a customer's: they
+    /// count as `mule_account`, not as legitimate (blocking a confirmed mule is right).
     pub fn read(path: &Path) -> anyhow::Result<GroundTruth> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let rows: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let mules: std::collections::HashSet<&str> =
+            rows.iter().filter(|v| v["family"] == "mule_cashout").filter_map(|v| v["user_id"].as_str()).collect();
         let mut m = HashMap::new();
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let v: serde_json::Value = serde_json::from_str(line).with_context(|| {
@@ -25,8 +31,12 @@ impl GroundTruth {
             let sid = v["session_id"]
                 .as_str()
                 .with_context(|| format!("{} line {}: no session_id", path.display(), i + 1))?;
-            let family = v["family"].as_str().unwrap_or("legit").to_string();
-            m.insert(crate::dataset::session_hash(sid), (family, v["lookalike"].as_str().map(str::to_string)));
+            let mut family = v["family"].as_str().unwrap_or("legit").to_string();
+            if family == "legit" && v["user_id"].as_str().is_some_and(|u| mules.contains(u)) {
+                family = "mule_account".to_string();
+            }
+            let lookalike = v["lookalike"].as_str().map(str::to_string);
+            m.insert(crate::dataset::session_hash(sid), (family, lookalike, sid.to_string()));
         }
         Ok(GroundTruth(m))
     }
@@ -42,6 +52,9 @@ pub struct TruthCheck {
     /// Per look-alike of legitimate sessions, and per fraud family: (flagged, sessions).
     pub lookalikes: BTreeMap<String, (usize, usize)>,
     pub families: BTreeMap<String, (usize, usize)>,
+    /// The highest-scoring legitimate sessions this threshold flags (id, score), at most ten:
+    /// where to look first.
+    pub worst_legit: Vec<(String, f64)>,
 }
 
 /// Each `(action, threshold)` applied to `sessions`, counted by the truth. Sessions the truth
@@ -53,7 +66,7 @@ pub fn check(sessions: &[Session], truth: &GroundTruth, thresholds: &[(String, f
             let (mut legit, mut legit_hit) = (0usize, 0usize);
             let (mut lookalikes, mut families) = (BTreeMap::new(), BTreeMap::new());
             for s in sessions {
-                let Some((family, lookalike)) = truth.0.get(&s.id) else { continue };
+                let Some((family, lookalike, _)) = truth.0.get(&s.id) else { continue };
                 let hit = usize::from(s.score >= *t);
                 if family == "legit" {
                     legit += 1;
@@ -68,7 +81,23 @@ pub fn check(sessions: &[Session], truth: &GroundTruth, thresholds: &[(String, f
                 }
             }
             let legit_flagged = if legit > 0 { legit_hit as f64 / legit as f64 } else { 0.0 };
-            TruthCheck { action: action.clone(), threshold: *t, legit_flagged, lookalikes, families }
+            let mut worst: Vec<(String, f64)> = sessions
+                .iter()
+                .filter(|s| s.score >= *t)
+                .filter_map(|s| {
+                    truth.0.get(&s.id).filter(|(f, _, _)| f == "legit").map(|(_, _, id)| (id.clone(), s.score))
+                })
+                .collect();
+            worst.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            worst.truncate(10);
+            TruthCheck {
+                action: action.clone(),
+                threshold: *t,
+                legit_flagged,
+                lookalikes,
+                families,
+                worst_legit: worst,
+            }
         })
         .collect()
 }
@@ -77,7 +106,8 @@ pub fn check(sessions: &[Session], truth: &GroundTruth, thresholds: &[(String, f
 pub fn section(checks: &[TruthCheck]) -> String {
     let mut s = "\n## Against the simulator's ground truth\n\nThe same thresholds, with sessions counted by what \
                  really happened (unlabelled fraud is fraud here): legitimate sessions flagged, per legitimate \
-                 look-alike, and recall per fraud family (flagged / sessions).\n\n"
+                 look-alike, and recall per fraud family (flagged / sessions); a mule account's sessions other than its \
+                 cash-outs count as `mule_account`, not as a customer's.\n\n"
         .to_string();
     let heads: Vec<String> = checks.iter().map(|c| format!("{} (≥ {:.4})", c.action, c.threshold)).collect();
     s += &format!("| | {} |\n|---|{}\n", heads.join(" | "), "---|".repeat(checks.len()));
@@ -96,6 +126,10 @@ pub fn section(checks: &[TruthCheck]) -> String {
     }
     for f in first.map(|c| c.families.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
         row(&format!("fraud {f}"), &|c| c.families.get(&f).copied());
+    }
+    if let Some(c) = checks.iter().find(|c| !c.worst_legit.is_empty()) {
+        let list: Vec<String> = c.worst_legit.iter().map(|(id, score)| format!("`{id}` ({score:.4})")).collect();
+        s += &format!("\nHighest-scoring legitimate sessions at {}: {}.\n", c.action, list.join(", "));
     }
     s
 }
@@ -117,6 +151,10 @@ mod tests {
                 "\n",
                 r#"{"session_id":"c","family":"credential_stuffing"}"#,
                 "\n",
+                r#"{"session_id":"m1","user_id":"mule","family":"mule_cashout"}"#,
+                "\n",
+                r#"{"session_id":"m2","user_id":"mule","family":"legit"}"#,
+                "\n",
             ),
         )
         .unwrap();
@@ -124,11 +162,13 @@ mod tests {
         let h = crate::dataset::session_hash;
         // c is unlabelled (fraud: false) but the truth knows better; d is not in the truth.
         let s = |id: &str, score: f64| Session { id: h(id), score, fraud: false, kind: None, transfers: vec![] };
-        let sessions = [s("a", 0.9), s("b", 0.1), s("c", 0.8), s("d", 0.99)];
+        let sessions = [s("a", 0.9), s("b", 0.1), s("c", 0.8), s("d", 0.99), s("m2", 0.95)];
         let c = &check(&sessions, &truth, &[("restrict".into(), 0.5)])[0];
         assert_eq!(c.legit_flagged, 0.5, "a of a and b");
         assert_eq!(c.lookalikes["new_device"], (1, 1));
         assert_eq!(c.families["credential_stuffing"], (1, 1));
+        assert_eq!(c.families["mule_account"], (1, 1), "a mule's other sessions are not a customer's");
+        assert_eq!(c.worst_legit, vec![("a".to_string(), 0.9)], "d is flagged but unknown to the truth");
         let text = section(std::slice::from_ref(c));
         assert!(
             text.contains("| legitimate sessions flagged | 50.00 % |")
