@@ -94,3 +94,28 @@ fn the_readme_crate_table_names_every_workspace_member() {
     let missing: Vec<_> = names.iter().filter(|n| !text.contains(&format!("| `{n}/` |"))).collect();
     assert!(missing.is_empty(), "workspace members missing from the README's crate table: {missing:?}");
 }
+
+#[test]
+fn the_contract_copy_in_the_repo_matches_the_shared_contract_when_it_is_beside_it() {
+    let ours = repo_root().join("contract");
+    let names: Vec<String> = std::fs::read_dir(&ours)
+        .expect("contract/ in the repo")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n == "verdict.schema.json") && names.iter().any(|n| n == "CONTRACT.md"), "{names:?}");
+    let shared = repo_root().join("../shared/contract");
+    if !shared.is_dir() {
+        eprintln!("../shared/contract is not beside the repo: the copy is not compared");
+        return;
+    }
+    let mut theirs: Vec<String> =
+        std::fs::read_dir(&shared).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut mine = names.clone();
+    theirs.sort();
+    mine.sort();
+    assert_eq!(mine, theirs, "contract/ and ../shared/contract hold different files");
+    for n in &names {
+        let (a, b) = (std::fs::read(ours.join(n)).unwrap(), std::fs::read(shared.join(n)).unwrap());
+        assert!(a == b, "contract/{n} drifted from ../shared/contract/{n}: copy it over (the shared one is normative)");
+    }
+}

@@ -12,7 +12,7 @@ const TOKEN: &str = "test-admin-token";
 const BLOCKED_IP: &str = "203.0.113.66";
 
 fn schema(name: &str) -> jsonschema::Validator {
-    let path = repo_root().join("../shared/contract").join(name);
+    let path = repo_root().join("contract").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let schema: serde_json::Value = serde_json::from_str(&text).expect("schema JSON");
     jsonschema::options().should_validate_formats(true).build(&schema).expect("a valid schema")

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 const TOKEN: &str = "ops-token";
 
 fn schema(name: &str) -> jsonschema::Validator {
-    let text = std::fs::read_to_string(repo_root().join("../shared/contract").join(name)).expect("contract schema");
+    let text = std::fs::read_to_string(repo_root().join("contract").join(name)).expect("contract schema");
     jsonschema::options().should_validate_formats(true).build(&serde_json::from_str(&text).unwrap()).unwrap()
 }
 
