@@ -39,6 +39,8 @@ const DEVICE_USERS_TTL_S: u32 = 31 * DAY_S;
 /// How far back a payee's payers are counted at the longest, and their set's idle lifetime.
 const PAYEE_PAYERS_MS: i64 = 7 * DAY_MS;
 const PAYEE_PAYERS_TTL_S: u32 = 8 * DAY_S;
+/// Every feature value is clamped into ±this (and NaN is 0): see the end of [`compute`].
+pub const MAX_FEATURE_VALUE: f64 = 1e12;
 /// Hours reported for "since the user's last credential change" when there was none known.
 const NO_CHANGE_HOURS: f64 = 720.0;
 
@@ -1000,6 +1002,12 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     set(F::SubnetFraudLabels90d, unless_established(count(Some(s.subnet_labels)), s.user_subnet));
     set(F::PayeeFraudLabels90d, unless_established(count(s.payee_labels), s.user_payee));
     set(F::UserMuleLabels180d, count(s.user_mule));
+    // Finite by construction: a valid event may carry any finite amount, and a ratio over one of
+    // 5e-324 or a sum of two near f64::MAX is infinite, which JSON cannot carry (the enriched
+    // event would fail to decode and the event get no verdict).
+    for x in &mut v {
+        *x = if x.is_nan() { 0.0 } else { x.clamp(-MAX_FEATURE_VALUE, MAX_FEATURE_VALUE) };
+    }
     FeatureVector(v)
 }
 
@@ -1752,5 +1760,23 @@ mod tests {
         let mut feed = twice.iter().peekable();
         let f = again.replay_labelled(&events, &mut feed).map(|(_, f)| f).nth(4).unwrap();
         assert_eq!(f.get(F::DeviceFraudLabels90d), 1.0);
+    }
+
+    #[test]
+    fn extreme_but_valid_amounts_give_finite_features_that_survive_json() {
+        let t0 = 1_700_000_000_000;
+        let mut replay = Replayer::default();
+        for (i, amount) in [5e-324, 1.0, 1.7e308, 1.7e308, f64::MAX, 0.0].into_iter().enumerate() {
+            let e = ClickEvent {
+                amount: Some(amount),
+                payee_id: Some("p".into()),
+                ..ev(&format!("x{i}"), t0 + i as i64 * 1000, "s-x", Some("u-x"), "transfer", "192.0.2.9")
+            };
+            e.validate().unwrap();
+            let f = replay.replay(&e);
+            assert!(f.0.iter().all(|x| x.is_finite() && x.abs() <= MAX_FEATURE_VALUE), "{i}: {f:?}");
+            let back: FeatureVector = serde_json::from_slice(&serde_json::to_vec(&f).unwrap()).unwrap();
+            assert_eq!(back, f, "{i}");
+        }
     }
 }
