@@ -137,7 +137,7 @@ impl<S: HistoryStore> Enricher<S> {
         if labels.is_empty() {
             return Ok(());
         }
-        let only: Vec<models::Label> = labels.iter().map(|(_, l)| l.clone()).collect();
+        let only: Vec<&models::Label> = labels.iter().map(|(_, l)| l).collect();
         match self.metrics.redis.time("history", crate::store::apply_labels(&self.store, &only)).await {
             Ok(()) => Ok(()),
             Err(e) if self.redis_policy == RedisPolicy::Degrade => {

@@ -23,8 +23,8 @@ pub trait HistoryStore: Send + Sync {
 
 /// Feeds fraud labels back into the history ([`models::feedback`]): one round trip reads the
 /// entities of the sessions they name, a second marks them. Nothing when no label needs it.
-pub async fn apply_labels<S: HistoryStore>(store: &S, labels: &[models::Label]) -> Result<(), StoreError> {
-    let reads: Vec<Vec<Op>> = labels.iter().map(models::feedback::reads).collect();
+pub async fn apply_labels<S: HistoryStore>(store: &S, labels: &[&models::Label]) -> Result<(), StoreError> {
+    let reads: Vec<Vec<Op>> = labels.iter().map(|l| models::feedback::reads(l)).collect();
     let flat: Vec<Op> = reads.iter().flatten().copied().collect();
     let results = if flat.is_empty() { Vec::new() } else { store.execute(&flat).await? };
     let mut at = 0;

@@ -1060,27 +1060,34 @@ impl Replayer {
         &'r mut self,
         events: &'e [ClickEvent],
     ) -> impl Iterator<Item = (&'e ClickEvent, FeatureVector)> + use<'r, 'e> {
-        events.iter().enumerate().map(move |(i, ev)| {
-            if let Some(next) = events.get(i + PREFETCH_AHEAD) {
-                prefetch_text(next);
-            }
-            (ev, self.replay(ev))
-        })
+        self.replay_each(events, |_, _| {})
     }
 
     /// [`Replayer::replay_all`] with labels fed in: each label of `labels` (sorted by `ts`) is
-    /// applied ([`Replayer::label`]) before the first event at or after its time, as the
-    /// enricher applies the labels topic live. Labels left when the events end stay in `labels`
-    /// for the next call.
+    /// applied ([`Replayer::label`]) before the first event at or after its time
+    /// ([`feedback::due`]), as the enricher applies the labels topic live. Labels left when the
+    /// events end stay in `labels` for the next call.
     pub fn replay_labelled<'r, 'e, 'l, L: Iterator<Item = &'l crate::Label>>(
         &'r mut self,
         events: &'e [ClickEvent],
         labels: &'r mut std::iter::Peekable<L>,
     ) -> impl Iterator<Item = (&'e ClickEvent, FeatureVector)> + use<'r, 'e, 'l, L> {
-        events.iter().enumerate().map(move |(i, ev)| {
-            while let Some(l) = labels.next_if(|l| l.ts <= ev.ts) {
-                self.label(l);
+        self.replay_each(events, move |replay, ts| {
+            for l in feedback::due(labels, ts) {
+                replay.label(l);
             }
+        })
+    }
+
+    /// The replay of `events` with the next event's text prefetched, `before` called with each
+    /// event's time first.
+    fn replay_each<'r, 'e, B: FnMut(&mut Self, i64) + 'r>(
+        &'r mut self,
+        events: &'e [ClickEvent],
+        mut before: B,
+    ) -> impl Iterator<Item = (&'e ClickEvent, FeatureVector)> + use<'r, 'e, B> {
+        events.iter().enumerate().map(move |(i, ev)| {
+            before(self, ev.ts);
             if let Some(next) = events.get(i + PREFETCH_AHEAD) {
                 prefetch_text(next);
             }

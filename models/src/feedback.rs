@@ -57,6 +57,15 @@ pub fn record_entity<'a>(session: Key<'a>, entity: Text<'a>, ts: i64) -> Op<'a> 
     }
 }
 
+/// The labels of `labels` (sorted by `ts`) that an event at `ts` must see applied first: those
+/// known by then. The one rule by which replay and `trainer backfill` place labels among events.
+pub fn due<'a, 'l, L: Iterator<Item = &'l Label>>(
+    labels: &'a mut std::iter::Peekable<L>,
+    ts: i64,
+) -> impl Iterator<Item = &'l Label> + use<'a, 'l, L> {
+    std::iter::from_fn(move || labels.next_if(|l| l.ts <= ts))
+}
+
 /// What a label reads first: the entities of the session it names, up to its own time. Nothing
 /// for a legitimate label or one that names no session.
 pub fn reads(label: &Label) -> Vec<Op<'_>> {
@@ -71,30 +80,24 @@ pub fn reads(label: &Label) -> Vec<Op<'_>> {
 /// What a label writes, given what its [`reads`] returned: its id on each entity of the
 /// session, and on the account when it names a mule.
 pub fn writes<'a>(label: &'a Label, read: &'a [OpResult]) -> Vec<Op<'a>> {
-    let mut out = Vec::new();
     if !label.is_fraud {
-        return out;
+        return Vec::new();
     }
-    let id = Text::from(label.label_id.as_str());
-    for (entity, _) in read.iter().flat_map(OpResult::range) {
-        out.push(Op::Add {
-            key: entity_labels(Text::from(&**entity)),
-            member: id,
-            ts: label.ts,
-            keep_after: label.ts - LABELS_MS,
-            max_len: MAX_LABELS,
-            ttl_s: LABELS_TTL_S,
-        });
-    }
+    let mark = |key: Key<'a>, window: i64, ttl_s: u32| Op::Add {
+        key,
+        member: Text::from(label.label_id.as_str()),
+        ts: label.ts,
+        keep_after: label.ts - window,
+        max_len: MAX_LABELS,
+        ttl_s,
+    };
+    let mut out: Vec<Op> = read
+        .iter()
+        .flat_map(OpResult::range)
+        .map(|(entity, _)| mark(entity_labels(Text::from(&**entity)), LABELS_MS, LABELS_TTL_S))
+        .collect();
     if label.kind == Some(LabelKind::Mule) {
-        out.push(Op::Add {
-            key: mule_labels(label.user_id.as_str()),
-            member: id,
-            ts: label.ts,
-            keep_after: label.ts - MULE_MS,
-            max_len: MAX_LABELS,
-            ttl_s: MULE_TTL_S,
-        });
+        out.push(mark(mule_labels(label.user_id.as_str()), MULE_MS, MULE_TTL_S));
     }
     out
 }

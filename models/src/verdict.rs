@@ -14,6 +14,8 @@ pub enum Action {
 
 impl Action {
     pub const ALL: [Action; 4] = [Action::Allow, Action::Challenge, Action::Restrict, Action::Block];
+    /// The actions that flag a session (every one but allow), mildest first.
+    pub const FLAGS: [Action; 3] = [Action::Challenge, Action::Restrict, Action::Block];
 
     pub fn as_str(self) -> &'static str {
         match self {

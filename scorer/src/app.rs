@@ -143,7 +143,7 @@ impl ScorerMetrics {
             trainer: platform::trainer_status::TrainerMetrics::register(r)?,
             redis: platform::metrics::RedisMetrics::register(r, &["sessions_read", "sessions_write", "recent_events"])?,
         };
-        for a in FLAG_LEVELS {
+        for a in Action::FLAGS {
             m.session_actions.with_label_values(&[a.as_str()]);
         }
         r.register(Box::new(m.verdicts.clone()))?;
@@ -199,14 +199,11 @@ impl ScorerMetrics {
             self.sessions_started.inc();
         }
         let before = prev.map_or(Action::Allow, |p| p.action);
-        for a in FLAG_LEVELS.into_iter().filter(|a| before < *a && now >= *a) {
+        for a in Action::FLAGS.into_iter().filter(|a| before < *a && now >= *a) {
             self.session_actions.with_label_values(&[a.as_str()]).inc();
         }
     }
 }
-
-/// The actions a session can be flagged with, mildest first.
-const FLAG_LEVELS: [Action; 3] = [Action::Challenge, Action::Restrict, Action::Block];
 
 /// The scorer's work on a micro-batch.
 #[derive(Clone)]

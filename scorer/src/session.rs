@@ -177,7 +177,7 @@ impl SessionStore {
 
     /// How many sessions currently have each action other than allow (expired ones pruned).
     pub async fn count_active(&self, now_ms: i64) -> redis::RedisResult<Vec<(Action, u64)>> {
-        let actions: Vec<Action> = Action::ALL.into_iter().filter(|a| *a > Action::Allow).collect();
+        let actions = Action::FLAGS;
         let mut pipe = redis::pipe();
         for a in &actions {
             pipe.cmd("ZREMRANGEBYSCORE").arg(active_key(*a)).arg("-inf").arg(now_ms).ignore();

@@ -28,9 +28,9 @@ impl FlagBudgets {
         let mut out: Vec<(Action, f64)> = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (a, v) = part.split_once('=').ok_or_else(|| format!("{part:?} is not action=share"))?;
-            let action = Action::ALL
+            let action = Action::FLAGS
                 .into_iter()
-                .find(|x| x.as_str() == a.trim() && *x > Action::Allow)
+                .find(|x| x.as_str() == a.trim())
                 .ok_or_else(|| format!("{a:?} is not challenge, restrict or block"))?;
             let share: f64 = v.trim().parse().map_err(|_| format!("{v:?} in {part:?} is not a number"))?;
             if !(share > 0.0 && share < 1.0) {
@@ -79,27 +79,11 @@ impl FlagBudgets {
 }
 
 /// `[share, score]` pairs over the legitimate sessions of `sessions` (highest score first, as
-/// [`crate::eval::sessions`] returns them): a score strictly above `score` is reached by at
-/// most `share` of them. The grid is fixed and holds the budgets too, so a policy naming one of
-/// them reads its own point rather than an interpolation.
+/// [`crate::eval::sessions`] returns them), on the shared grid plus the budgets, so a policy
+/// naming one of them reads its own point rather than an interpolation.
 pub fn legit_shares(sessions: &[Session], budgets: &FlagBudgets) -> Vec<[f64; 2]> {
-    const GRID: [f64; 12] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5];
     let legit: Vec<f64> = sessions.iter().filter(|s| !s.fraud).map(|s| s.score).collect();
-    if legit.is_empty() {
-        return Vec::new();
-    }
-    let mut shares: Vec<f64> = GRID.iter().copied().chain(budgets.shares()).collect();
-    shares.sort_by(f64::total_cmp);
-    shares.dedup();
-    shares
-        .into_iter()
-        .map(|s| {
-            // The scorer flags a score at or above its threshold: one step above the first
-            // legitimate score that must stay unflagged keeps the count within the budget.
-            let i = ((s * legit.len() as f64) as usize).min(legit.len() - 1);
-            [s, legit[i].next_up().min(1.0)]
-        })
-        .collect()
+    crate::eval::score_at_shares(&legit, budgets.shares())
 }
 
 /// One budget measured on a window: how many legitimate sessions the threshold really flagged,
@@ -122,25 +106,23 @@ pub struct BudgetCheck {
 /// Each budget's threshold (`threshold_of`, the model's recorded point) applied to `sessions`.
 pub fn check(sessions: &[Session], budgets: &FlagBudgets, threshold_of: impl Fn(f64) -> f64) -> Vec<BudgetCheck> {
     let share = |n: usize, d: usize| if d > 0 { n as f64 / d as f64 } else { 0.0 };
+    let (legit, fraud): (Vec<&Session>, Vec<&Session>) = sessions.iter().partition(|s| !s.fraud);
+    let paying: Vec<&Session> = fraud.iter().copied().filter(|s| !s.transfers.is_empty()).collect();
+    let value: f64 = fraud.iter().flat_map(|s| &s.transfers).map(|t| t.1).sum();
     budgets
         .0
         .iter()
         .map(|(action, budget)| {
             let t = threshold_of(*budget);
-            let (legit, fraud): (Vec<&Session>, Vec<&Session>) = sessions.iter().partition(|s| !s.fraud);
-            let paying: Vec<&&Session> = fraud.iter().filter(|s| !s.transfers.is_empty()).collect();
-            let value: f64 = fraud.iter().flat_map(|s| &s.transfers).map(|t| t.1).sum();
+            let reached = |v: &[&Session]| v.iter().filter(|s| s.score >= t).count();
             let held: f64 = fraud.iter().flat_map(|s| &s.transfers).filter(|x| x.0 >= t).map(|x| x.1).sum();
             BudgetCheck {
                 action: action.as_str().to_string(),
                 budget: *budget,
                 threshold: t,
-                legit_flagged: share(legit.iter().filter(|s| s.score >= t).count(), legit.len()),
-                recall: share(fraud.iter().filter(|s| s.score >= t).count(), fraud.len()),
-                precision: share(
-                    fraud.iter().filter(|s| s.score >= t).count(),
-                    sessions.iter().filter(|s| s.score >= t).count(),
-                ),
+                legit_flagged: share(reached(&legit), legit.len()),
+                recall: share(reached(&fraud), fraud.len()),
+                precision: share(reached(&fraud), reached(&legit) + reached(&fraud)),
                 stopped_before_first_transfer: share(
                     paying.iter().filter(|s| s.transfers[0].0 >= t).count(),
                     paying.len(),

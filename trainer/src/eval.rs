@@ -74,20 +74,34 @@ pub fn sessions(rows: &[&Row], scores: &[f64]) -> Vec<Session> {
     v
 }
 
-/// `[share, score]` pairs: the score above which `share` of the sessions fall (sessions sorted
-/// by score, descending, as [`sessions`] returns them).
-pub fn top_shares(sessions: &[Session]) -> Vec<[f64; 2]> {
-    const SHARES: [f64; 12] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5];
-    if sessions.is_empty() {
+/// The shares of sessions at which a model records its score distribution.
+const SHARE_GRID: [f64; 12] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5];
+
+/// `[share, score]` pairs over `scores` (descending), for each share of [`SHARE_GRID`] and of
+/// `extra`: a score at or above `score` is reached by at most `share` of them (the scorer
+/// flags a score at or above its threshold, so the threshold sits one step above the first
+/// score that must stay unflagged).
+pub fn score_at_shares(scores: &[f64], extra: impl IntoIterator<Item = f64>) -> Vec<[f64; 2]> {
+    if scores.is_empty() {
         return Vec::new();
     }
-    SHARES
-        .iter()
+    let mut shares: Vec<f64> = SHARE_GRID.into_iter().chain(extra).collect();
+    shares.sort_by(f64::total_cmp);
+    shares.dedup();
+    shares
+        .into_iter()
         .map(|s| {
-            let i = ((s * sessions.len() as f64) as usize).min(sessions.len() - 1);
-            [*s, sessions[i].score]
+            let i = ((s * scores.len() as f64) as usize).min(scores.len() - 1);
+            [s, scores[i].next_up().min(1.0)]
         })
         .collect()
+}
+
+/// The score distribution over all sessions (as [`sessions`] returns them, highest first):
+/// thresholds by alert volume (`top_share`).
+pub fn top_shares(sessions: &[Session]) -> Vec<[f64; 2]> {
+    let scores: Vec<f64> = sessions.iter().map(|s| s.score).collect();
+    score_at_shares(&scores, [])
 }
 
 /// Precision–recall points along the ranking (one per fraudulent session reached).

@@ -11,7 +11,7 @@ use crate::dataset::Row;
 use models::Action;
 use scorer::policy::{Condition, Policy};
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// One rule's hits on a window, counted by session.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -30,14 +30,14 @@ pub struct RuleCheck {
 pub fn check(policy: &Policy, rows: &[&Row], band_precision: f64) -> Vec<RuleCheck> {
     let rules: Vec<_> =
         policy.rules.iter().filter(|r| !r.overrides && matches!(r.when, Condition::Features(_))).collect();
-    let mut hits: Vec<HashMap<u64, bool>> = vec![HashMap::new(); rules.len()];
+    let mut hits: Vec<HashSet<u64>> = vec![HashSet::new(); rules.len()];
     let mut x = Vec::with_capacity(crate::dataset::N_FEATURES);
     for row in rows {
         x.clear();
         x.extend(row.x.iter().map(|v| f64::from(*v)));
         for (r, h) in rules.iter().zip(hits.iter_mut()) {
             if r.when.matches(&[], &x) {
-                *h.entry(row.session).or_default() |= row.fraud;
+                h.insert(row.session);
             }
         }
     }
@@ -47,7 +47,7 @@ pub fn check(policy: &Policy, rows: &[&Row], band_precision: f64) -> Vec<RuleChe
         .iter()
         .zip(hits)
         .map(|(r, h)| {
-            let f = h.keys().filter(|s| fraud.contains(s)).count();
+            let f = h.iter().filter(|s| fraud.contains(s)).count();
             let l = h.len() - f;
             let precision = if h.is_empty() { 0.0 } else { f as f64 / h.len() as f64 };
             RuleCheck {

@@ -20,17 +20,19 @@ impl GroundTruth {
     /// count as `mule_account`, not as legitimate (blocking a confirmed mule is right).
     pub fn read(path: &Path) -> anyhow::Result<GroundTruth> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let rows: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let mut rows = Vec::new();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let at = || format!("{} line {}", path.display(), i + 1);
+            let v: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("{}: not JSON (a truth file from `fixtures lake --truth`?)", at()))?;
+            v["session_id"].as_str().with_context(|| format!("{}: no session_id", at()))?;
+            rows.push(v);
+        }
         let mules: std::collections::HashSet<&str> =
             rows.iter().filter(|v| v["family"] == "mule_cashout").filter_map(|v| v["user_id"].as_str()).collect();
         let mut m = HashMap::new();
-        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let v: serde_json::Value = serde_json::from_str(line).with_context(|| {
-                format!("{} line {}: not JSON (a truth file from `fixtures lake --truth`?)", path.display(), i + 1)
-            })?;
-            let sid = v["session_id"]
-                .as_str()
-                .with_context(|| format!("{} line {}: no session_id", path.display(), i + 1))?;
+        for v in &rows {
+            let sid = v["session_id"].as_str().unwrap_or_default();
             let mut family = v["family"].as_str().unwrap_or("legit").to_string();
             if family == "legit" && v["user_id"].as_str().is_some_and(|u| mules.contains(u)) {
                 family = "mule_account".to_string();
