@@ -148,6 +148,7 @@ pub enum ModelChoice {
 struct Candidate {
     model: ModelArtifact,
     valid: Metrics,
+    valid_sessions: Vec<eval::Session>,
     secs: f64,
 }
 
@@ -162,8 +163,12 @@ fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
         .with_message(what.to_string())
 }
 
-/// Calibrates `model` on the validation rows and measures it there.
-fn calibrate(mut model: ModelArtifact, valid_rows: &[&Row], budgets: &FlagBudgets) -> (ModelArtifact, Metrics) {
+/// Calibrates `model` on the validation rows and measures it there (its sessions and metrics).
+fn calibrate(
+    mut model: ModelArtifact,
+    valid_rows: &[&Row],
+    budgets: &FlagBudgets,
+) -> (ModelArtifact, Vec<eval::Session>, Metrics) {
     let margins: Vec<f64> = valid_rows.iter().map(|r| model.margin(&train::features_of(r)).0).collect();
     let labels: Vec<bool> = valid_rows.iter().map(|r| r.fraud).collect();
     if labels.iter().any(|y| *y) {
@@ -176,18 +181,18 @@ fn calibrate(mut model: ModelArtifact, valid_rows: &[&Row], budgets: &FlagBudget
     model.meta[models::artifact::TOP_SHARES] = serde_json::json!(eval::top_shares(&sessions));
     model.meta[models::artifact::LEGIT_SHARES] = serde_json::json!(budget::legit_shares(&sessions, budgets));
     model.meta["flag_budgets"] = budgets.to_json();
-    (model, metrics)
+    (model, sessions, metrics)
 }
 
 /// The report's rules section: the policy's feature rules on the validation window, against
-/// the precision of the restrict band (the least severe band a hard rule can outrank).
-fn rules_section(policy: &Path, model: &ModelArtifact, valid_rows: &[&Row]) -> String {
+/// the precision of the restrict band (the least severe band a hard rule can outrank), from the
+/// model's validation `sessions`.
+fn rules_section(policy: &Path, model: &ModelArtifact, valid_rows: &[&Row], sessions: &[eval::Session]) -> String {
     let policy = match scorer::policy::Policy::load(policy) {
         Ok(p) => p,
         Err(e) => return format!("\n## Rules\n\nNot measured: {e} (set --policy).\n"),
     };
-    let (sessions, _) = measure(model, valid_rows);
-    let restrict = budget::FlagBudgets::check_model(model, &sessions).into_iter().find(|c| c.action == "restrict");
+    let restrict = budget::FlagBudgets::check_model(model, sessions).into_iter().find(|c| c.action == "restrict");
     let band_precision = restrict.map_or(0.0, |c| c.precision);
     let checks = crate::rules::check(&policy, valid_rows, band_precision);
     for c in checks.iter().filter(|c| c.demote) {
@@ -231,13 +236,14 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
     let (train_rows, valid_rows, test_rows) =
         (split.rows(&ds, split.train), split.rows(&ds, split.valid), split.rows(&ds, split.test));
     let version = new_version(&args.registry);
+    let delays = ds.label_delays.summary(args.label_delay_days);
     let meta = serde_json::json!({
         "split": &split,
         "rows": {"train": train_rows.len(), "valid": valid_rows.len(), "test": test_rows.len()},
         "train_sample_rate": ds.train_sample_rate,
         "label_delay_days": args.label_delay_days,
         "cutoff": models::format_ts(ds.cutoff),
-        "label_delays": ds.label_delays.summary(args.label_delay_days),
+        "label_delays": &delays,
     });
 
     let mut candidates: Vec<Candidate> = Vec::new();
@@ -245,9 +251,9 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
         let t = Instant::now();
         let fit = train::fit_logistic(&train_rows, Params { alpha: args.alpha, ..Params::default() })?;
         tracing::info!(rows = fit.rows, secs = t.elapsed().as_secs_f64(), "logistic regression fitted");
-        let (model, valid) =
+        let (model, valid_sessions, valid) =
             calibrate(train::artifact(&version, fit.into_model(), meta.clone()), &valid_rows, &args.flag_budgets);
-        candidates.push(Candidate { model, valid, secs: t.elapsed().as_secs_f64() });
+        candidates.push(Candidate { model, valid, valid_sessions, secs: t.elapsed().as_secs_f64() });
     }
     if args.model != ModelChoice::Logistic {
         let t = Instant::now();
@@ -263,8 +269,9 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
         bar.finish_and_clear();
         tracing::info!(trees = fit.trees.len(), secs = t.elapsed().as_secs_f64(), "boosted trees fitted");
         let model = Model::Boosted { base: fit.base, trees: fit.trees };
-        let (model, valid) = calibrate(train::artifact(&version, model, meta.clone()), &valid_rows, &args.flag_budgets);
-        candidates.push(Candidate { model, valid, secs: t.elapsed().as_secs_f64() });
+        let (model, valid_sessions, valid) =
+            calibrate(train::artifact(&version, model, meta.clone()), &valid_rows, &args.flag_budgets);
+        candidates.push(Candidate { model, valid, valid_sessions, secs: t.elapsed().as_secs_f64() });
     }
     for c in &candidates {
         steps
@@ -287,7 +294,7 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
         .zip(&tested)
         .map(|(c, (_, test))| (c.model.kind().to_string(), c.valid.average_precision, test.clone()))
         .collect();
-    let mut model = candidates.swap_remove(chosen).model;
+    let Candidate { mut model, valid_sessions, .. } = candidates.swap_remove(chosen);
     let (test_sessions, test) = tested.swap_remove(chosen);
     model.meta["model_selection"] = serde_json::json!(
         selection
@@ -314,7 +321,7 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
     steps.push(("evaluate on the test window", t2.elapsed().as_secs_f64()));
 
     let budgets = FlagBudgets::check_model(&model, &test_sessions);
-    let rules = rules_section(&args.policy, &model, &valid_rows);
+    let rules = rules_section(&args.policy, &model, &valid_rows, &valid_sessions);
     let mut series = vec![(version.as_str(), test_sessions.as_slice())];
     if let Some((v, cs)) = &champion_sessions {
         series.push((v.as_str(), cs.as_slice()));
@@ -332,7 +339,7 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
         strays: &ds.strays,
         budgets: &budgets,
         rules: &rules,
-        delays: &ds.label_delays.summary(args.label_delay_days),
+        delays: &delays,
         maturity_days: args.label_delay_days,
     };
     let report = report(&ctx, &test, champion_test.as_ref());
@@ -508,8 +515,7 @@ pub async fn backfill(args: &BackfillArgs) -> anyhow::Result<usize> {
         for chunk in events.chunks(args.batch.max(1)) {
             let mut rest = chunk;
             while !rest.is_empty() {
-                let due: Vec<models::Label> =
-                    std::iter::from_fn(|| feed.next_if(|l| l.ts <= rest[0].ts)).cloned().collect();
+                let due: Vec<&models::Label> = models::feedback::due(&mut feed, rest[0].ts).collect();
                 enricher::store::apply_labels(&store, &due).await?;
                 let upto = feed.peek().map_or(rest.len(), |l| rest.partition_point(|e| e.ts < l.ts));
                 let (now, later) = rest.split_at(upto);
@@ -522,7 +528,7 @@ pub async fn backfill(args: &BackfillArgs) -> anyhow::Result<usize> {
         n += events.len();
         tracing::info!(%date, events = events.len(), "partition replayed into Redis");
     }
-    let rest: Vec<models::Label> = feed.cloned().collect();
+    let rest: Vec<&models::Label> = feed.collect();
     enricher::store::apply_labels(&store, &rest).await?;
     Ok(n)
 }
