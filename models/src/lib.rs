@@ -13,6 +13,8 @@
 //! - [`feedback`]: labels fed back into the history (the entities of a confirmed fraudulent
 //!   session marked for later events to see), point in time.
 //! - [`artifact`]: the model artifact written by the trainer and its inference.
+//! - [`ranking`]: average precision, ROC AUC, recall at a false-positive rate, calibration
+//!   error: one meaning for the trainer's evaluation and the simulator's live report.
 
 pub mod agent;
 pub mod artifact;
@@ -22,6 +24,7 @@ pub mod features;
 pub mod feedback;
 pub mod history;
 pub mod label;
+pub mod ranking;
 pub mod verdict;
 
 pub use artifact::{ModelArtifact, Scored};
