@@ -15,28 +15,18 @@ use std::path::Path;
 pub struct GroundTruth(HashMap<u64, (String, Option<String>, String)>);
 
 impl GroundTruth {
-    /// Reads a truth file: one JSON object per line with `session_id`, `family`, `lookalike`
-    /// (and `user_id`). A mule account's other sessions are its owner's, not a customer's: they
-    /// count as `mule_account`, not as legitimate (blocking a confirmed mule is right).
+    /// Reads a truth file: one JSON object per line with `session_id`, `family` (`legit`, a
+    /// fraud family, or `mule_account` for a money mule's ordinary sessions: blocking a
+    /// confirmed mule is right) and `lookalike`.
     pub fn read(path: &Path) -> anyhow::Result<GroundTruth> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut rows = Vec::new();
+        let mut m = HashMap::new();
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let at = || format!("{} line {}", path.display(), i + 1);
             let v: serde_json::Value = serde_json::from_str(line)
                 .with_context(|| format!("{}: not JSON (a truth file from `fixtures lake --truth`?)", at()))?;
-            v["session_id"].as_str().with_context(|| format!("{}: no session_id", at()))?;
-            rows.push(v);
-        }
-        let mules: std::collections::HashSet<&str> =
-            rows.iter().filter(|v| v["family"] == "mule_cashout").filter_map(|v| v["user_id"].as_str()).collect();
-        let mut m = HashMap::new();
-        for v in &rows {
-            let sid = v["session_id"].as_str().unwrap_or_default();
-            let mut family = v["family"].as_str().unwrap_or("legit").to_string();
-            if family == "legit" && v["user_id"].as_str().is_some_and(|u| mules.contains(u)) {
-                family = "mule_account".to_string();
-            }
+            let sid = v["session_id"].as_str().with_context(|| format!("{}: no session_id", at()))?;
+            let family = v["family"].as_str().unwrap_or("legit").to_string();
             let lookalike = v["lookalike"].as_str().map(str::to_string);
             m.insert(crate::dataset::session_hash(sid), (family, lookalike, sid.to_string()));
         }
@@ -109,7 +99,7 @@ pub fn section(checks: &[TruthCheck]) -> String {
     let mut s = "\n## Against the simulator's ground truth\n\nThe same thresholds, with sessions counted by what \
                  really happened (unlabelled fraud is fraud here): legitimate sessions flagged, per legitimate \
                  look-alike, and recall per fraud family (flagged / sessions); a mule account's sessions other than its \
-                 cash-outs count as `mule_account`, not as a customer's.\n\n"
+                 cash-outs count as `mule_account` (the simulator's truth says so), not as a customer's.\n\n"
         .to_string();
     let heads: Vec<String> = checks.iter().map(|c| format!("{} (≥ {:.4})", c.action, c.threshold)).collect();
     s += &format!("| | {} |\n|---|{}\n", heads.join(" | "), "---|".repeat(checks.len()));
@@ -155,7 +145,7 @@ mod tests {
                 "\n",
                 r#"{"session_id":"m1","user_id":"mule","family":"mule_cashout"}"#,
                 "\n",
-                r#"{"session_id":"m2","user_id":"mule","family":"legit"}"#,
+                r#"{"session_id":"m2","user_id":"mule","family":"mule_account"}"#,
                 "\n",
             ),
         )
@@ -169,7 +159,7 @@ mod tests {
         assert_eq!(c.legit_flagged, 0.5, "a of a and b");
         assert_eq!(c.lookalikes["new_device"], (1, 1));
         assert_eq!(c.families["credential_stuffing"], (1, 1));
-        assert_eq!(c.families["mule_account"], (1, 1), "a mule's other sessions are not a customer's");
+        assert_eq!(c.families["mule_account"], (1, 1), "a mule's other sessions are not legitimate");
         assert_eq!(c.worst_legit, vec![("a".to_string(), 0.9)], "d is flagged but unknown to the truth");
         let text = section(std::slice::from_ref(c));
         assert!(
