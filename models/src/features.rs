@@ -29,6 +29,11 @@ const MAX_SET: u32 = 10_000;
 /// How far back a transfer is compared with the user's earlier ones, and how many it keeps.
 const AMOUNT_HISTORY_MS: i64 = 30 * DAY_MS;
 const MAX_AMOUNT_HISTORY: u32 = 200;
+/// The days a user's devices logged in on, over this long, at most this many (device, day)
+/// pairs, and the idle lifetime of the set (wall clock, memory bound only).
+const LOGIN_DAYS_MS: i64 = 30 * DAY_MS;
+const MAX_LOGIN_DAYS: u32 = 64;
+const LOGIN_DAYS_TTL_S: u32 = 31 * DAY_S;
 /// …and how long an idle user's month of amounts lives (wall clock, memory bound only).
 const AMOUNT_HISTORY_TTL_S: u32 = 31 * DAY_S;
 /// How far back a device's accounts are counted (several accounts run from one device), how
@@ -43,9 +48,12 @@ const PAYEE_PAYERS_TTL_S: u32 = 8 * DAY_S;
 pub const MAX_FEATURE_VALUE: f64 = 1e12;
 /// Hours reported for "since the user's last credential change" when there was none known.
 const NO_CHANGE_HOURS: f64 = 720.0;
+/// How long after a credential change a device first seen around it still counts as the
+/// change's ("reset, new device, payment" chains run over hours to days).
+const CHANGED_DEVICE_MS: i64 = 7 * DAY_MS;
 
 /// Bump when the meaning of any feature changes; the schema hash changes with it.
-pub const FEATURE_SCHEMA_VERSION: u32 = 9;
+pub const FEATURE_SCHEMA_VERSION: u32 = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transform {
@@ -165,6 +173,10 @@ features! {
     SubnetFraudLabels90d = "subnet_fraud_labels_90d", Log1p, "sessions that used this /24 (IPv6 /64) and were labelled fraudulent, by the labels known in the 90 days before the event (0 on a network the user has used for a day or more)";
     PayeeFraudLabels90d = "payee_fraud_labels_90d", Log1p, "on a payee add or transfer: sessions that added or paid this payee and were labelled fraudulent, by the labels known in the 90 days before (0 for a payee the user has had for a day or more)";
     UserMuleLabels180d = "user_mule_labels_180d", Log1p, "mule labels on the account known in the 180 days before the event";
+    SessionPagesBrowsed = "session_pages_browsed", Log1p, "on a payee add, transfer or credential change: account pages the session viewed before it (any page but login, payee, payment, credential and profile pages; 0: it went straight there, as a deep link or a script does)";
+    AmountVsPayeeMedian30d = "amount_vs_payee_median_30d", Log1p, "on a transfer: its amount over the median of the user's transfers to the same payee in the 30 days before it (0 without one)";
+    DeviceLoginDays30d = "device_login_days_30d", Log1p, "on a transfer: distinct days in the 30 before it on which this device logged in to the account (a takeover's device logs in quietly for a few days before it pays; a customer's own phone logs in on many)";
+    DeviceNewSinceCredentialChange = "device_new_since_credential_change", Identity, "on a login, payee add, transfer or credential change: the user's credentials changed in the last 7 days (or change now) and this device was first seen for the user at most an hour before that change (a reset, then a new device, then payments)";
 }
 
 /// Stable identifier of this feature definition, carried on every enriched event and artifact.
@@ -291,6 +303,8 @@ struct Slots {
     subnet_labels: usize,
     payee_labels: Option<usize>,
     user_mule: Option<usize>,
+    session_browsed: Option<usize>,
+    login_days: Option<usize>,
 }
 
 /// The history operations for one event and where their results land: reads, then writes
@@ -375,8 +389,13 @@ fn add<'a>(key: Key<'a>, member: Text<'a>, ts: i64, window: i64, max_len: u32, t
 pub struct Texts {
     ip: String,
     net: String,
-    /// `event_id|amount`: a transfer in the user's 24-hour set (members are unique per event).
+    /// `event_id|payee|amount` (the payee as a 64-bit hash in hex): a transfer in the user's
+    /// sets of transfers and amounts (members are unique per event).
     transfer: String,
+    /// The device id's 64-bit hash in hex, and on a successful login `device|day`: the days a
+    /// device logged in on, in a bounded member whatever the id's length.
+    device: String,
+    device_day: String,
     /// `country|ts`: the user's last successful login.
     last_login: String,
     /// On a login, the user agent's digest in hex: the agent's keys are named by it, so that an
@@ -409,6 +428,8 @@ impl Texts {
             &mut self.ip,
             &mut self.net,
             &mut self.transfer,
+            &mut self.device,
+            &mut self.device_day,
             &mut self.last_login,
             &mut self.agent,
             &mut self.family,
@@ -421,7 +442,14 @@ impl Texts {
         write_addr(&mut self.ip, ev.ip);
         write_subnet(&mut self.net, ev.ip);
         if ev.is(kind::TRANSFER) {
-            let _ = write!(self.transfer, "{}|{}", ev.event_id, ev.amount.unwrap_or(0.0));
+            let payee = ev.payee_id.as_deref().map_or(0, |p| xxhash_rust::xxh3::xxh3_64(p.as_bytes()));
+            let _ = write!(self.transfer, "{}|{payee:016x}|{}", ev.event_id, ev.amount.unwrap_or(0.0));
+        }
+        if let Some(d) = &ev.device_id {
+            let _ = write!(self.device, "{:016x}", xxhash_rust::xxh3::xxh3_64(d.as_bytes()));
+            if ev.is(kind::LOGIN) && ev.succeeded() {
+                let _ = write!(self.device_day, "{}|{}", self.device, ev.ts.div_euclid(DAY_MS));
+            }
         }
         if ev.is(kind::LOGIN) && ev.succeeded() {
             let _ = write!(self.last_login, "{}|{}", ev.country.as_deref().unwrap_or(""), ev.ts);
@@ -545,6 +573,15 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
     // scam victim on the phone with the scammer hesitates there).
     let reads_payee_page = ev.is(kind::PAGE_VIEW) && ev.path.as_deref().is_some_and(is_payee_page);
     let payee_page = (reads_payee_page || payee.is_some()).then(|| mark(&mut p, PAYEE_PAGE, reads_payee_page));
+    // How much of the account the session looked at before acting: a customer opens an
+    // overview or a statement first; a script, or a deep link sent by a phisher, goes straight
+    // to the payee, payment or credential page.
+    let browsed_pages = Key::new("s:br", sid);
+    if ev.is(kind::PAGE_VIEW) && ev.path.as_deref().is_some_and(is_browse_page) {
+        p.write(add(browsed_pages, id, ts, DAY_MS, MAX_SET, DAY_S));
+    }
+    let acts = ev.is(kind::ADD_PAYEE) || ev.is(kind::TRANSFER) || is_credential_change(ev);
+    let session_browsed = acts.then(|| p.read(Op::Count { key: browsed_pages, from: (ts - DAY_MS).into(), to: ts }));
 
     // IP.
     let [ip_fail_1m, ip_fail_1h, ip_fail_24h] =
@@ -616,6 +653,15 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
             // payment from a device that may have logged in quietly for days.
             s.user_payee_tx = payee.map(|py| first_seen(&mut p, Text::from(py).prefixed("t:")));
             s.user_device_tx = device.map(|d| first_seen(&mut p, d.prefixed("x:")));
+        }
+        // The days each of the user's devices logged in on: read by transfers.
+        let login_days = Key::new("u:dl", user);
+        if !texts.device_day.is_empty() {
+            let member = Text::from(&texts.device_day);
+            p.write(add(login_days, member, ts, LOGIN_DAYS_MS, MAX_LOGIN_DAYS, LOGIN_DAYS_TTL_S));
+        }
+        if ev.is(kind::TRANSFER) && device.is_some() {
+            s.login_days = Some(p.read(Op::Range { key: login_days, from: ts - LOGIN_DAYS_MS, to: ts }));
         }
         // The user's last credential change, in any session: a reset from a phished address,
         // then a new device, then a payment.
@@ -715,6 +761,7 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
     s.session_agents = session_agents;
     s.device_users_30d = device_users_30d;
     s.payee_page = payee_page;
+    s.session_browsed = session_browsed;
 
     Plan { reads: p.ops, writes: p.writes, slots: s, texts }
 }
@@ -756,6 +803,35 @@ static AUTOMATION: std::sync::LazyLock<aho_corasick::AhoCorasick> =
 /// Terms, conditions or licence pages (the EULA a fraudster never reads).
 fn is_terms_page(path: &str) -> bool {
     TERMS.is_match(path)
+}
+
+static ACTION_PAGES: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::LazyLock::new(|| {
+    matcher(&[
+        "login",
+        "logon",
+        "signin",
+        "sign-in",
+        "logout",
+        "signout",
+        "password",
+        "reset",
+        "mfa",
+        "otp",
+        "2fa",
+        "verify",
+        "profile",
+        "payee",
+        "beneficiar",
+        "recipient",
+        "transfer",
+        "pay",
+    ])
+});
+
+/// Pages that show the account rather than act on it (overview, statements, cards, help…):
+/// anything but login, payee, payment, credential and profile pages.
+fn is_browse_page(path: &str) -> bool {
+    !ACTION_PAGES.is_match(path)
 }
 
 /// Pages where a payee is chosen or added (payees, beneficiaries, recipients).
@@ -824,7 +900,8 @@ fn median(xs: &mut [f64]) -> f64 {
     if xs.len() % 2 == 1 { xs[mid] } else { (xs[mid - 1] + xs[mid]) / 2.0 }
 }
 
-/// The amount of a transfer as a set holds it (`event_id|amount`).
+/// The amount of a transfer as a set holds it (`event_id|payee|amount`; before feature schema
+/// v10, `event_id|amount`).
 fn transfer_amount((member, _): &(std::sync::Arc<str>, i64)) -> Option<f64> {
     member.rsplit_once('|').and_then(|(_, a)| a.parse().ok())
 }
@@ -973,8 +1050,8 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
 
     set(F::UserAgeDays, age(s.user_known));
     let mut amounts: Vec<f64> = month.iter().filter_map(transfer_amount).collect();
-    let median = median(&mut amounts);
-    set(F::AmountVsUserMedian30d, if median > 0.0 { ev.amount.unwrap_or(0.0) / median } else { 0.0 });
+    let user_median = median(&mut amounts);
+    set(F::AmountVsUserMedian30d, if user_median > 0.0 { ev.amount.unwrap_or(0.0) / user_median } else { 0.0 });
     set(F::UserPayeeFirstTransfer, is_new(s.user_payee_tx));
     set(F::UserDeviceFirstTransfer, is_new(s.user_device_tx));
     set(F::SessionNetworksSeen, n(s.session_nets));
@@ -1002,6 +1079,25 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     set(F::SubnetFraudLabels90d, unless_established(count(Some(s.subnet_labels)), s.user_subnet));
     set(F::PayeeFraudLabels90d, unless_established(count(s.payee_labels), s.user_payee));
     set(F::UserMuleLabels180d, count(s.user_mule));
+    set(F::SessionPagesBrowsed, count(s.session_browsed));
+    // The month's payments to this payee: the middle of `event_id|payee|amount`.
+    let payee = plan.texts.transfer.rsplit('|').nth(1).filter(|_| ev.payee_id.is_some());
+    let to_payee = |m: &&(std::sync::Arc<str>, i64)| payee.is_some() && m.0.rsplit('|').nth(1) == payee;
+    let mut to_payee: Vec<f64> = month.iter().filter(to_payee).filter_map(transfer_amount).collect();
+    let payee_median = median(&mut to_payee);
+    set(F::AmountVsPayeeMedian30d, if payee_median > 0.0 { ev.amount.unwrap_or(0.0) / payee_median } else { 0.0 });
+    let device = plan.texts.device.as_str();
+    let days = ro(s.login_days).map(OpResult::range).unwrap_or(&[]);
+    let on_device = |m: &&(std::sync::Arc<str>, i64)| m.0.split_once('|').is_some_and(|(d, _)| d == device);
+    set(F::DeviceLoginDays30d, days.iter().filter(on_device).count() as f64);
+    // The change this event makes, or the user's last one.
+    let change_at = if is_credential_change(ev) { Some(ts) } else { changed_at };
+    let device_first = ro(s.user_device).map(|r| r.time().unwrap_or(ts));
+    let new_since_change = match (change_at, device_first) {
+        (Some(c), Some(d)) => ts - c <= CHANGED_DEVICE_MS && d >= c - HOUR_MS,
+        _ => false,
+    };
+    set(F::DeviceNewSinceCredentialChange, flag(new_since_change && s.credential_change.is_some()));
     // Finite by construction: a valid event may carry any finite amount, and a ratio over one of
     // 5e-324 or a sum of two near f64::MAX is infinite, which JSON cannot carry (the enriched
     // event would fail to decode and the event get no verdict).
@@ -1664,6 +1760,109 @@ mod tests {
             720.0,
             "another user"
         );
+    }
+
+    #[test]
+    fn a_session_that_goes_straight_to_the_payee_page_has_browsed_nothing_before_acting() {
+        let mut h = Replayer::default();
+        let t0 = 1_700_000_000_000;
+        let page = |id: &str, t: i64, sid: &str, path: &str| ClickEvent {
+            path: Some(path.into()),
+            ..ev(id, t, sid, Some("u1"), "page_view", "10.0.0.1")
+        };
+        let add = |id: &str, t: i64, sid: &str| ClickEvent {
+            payee_id: Some("p1".into()),
+            ..ev(id, t, sid, Some("u1"), "add_payee", "10.0.0.1")
+        };
+        // A customer: login, overview, a statement, the payee page, then adds and pays.
+        h.replay(&ok(ev("a0", t0, "sa", Some("u1"), "login", "10.0.0.1")));
+        for (i, path) in ["/login", "/accounts", "/accounts/statements/2026-11", "/payees/new"].iter().enumerate() {
+            let f = h.replay(&page(&format!("a{}", i + 1), t0 + (i as i64 + 1) * 1000, "sa", path));
+            assert_eq!(f.get(F::SessionPagesBrowsed), 0.0, "a page view does not act");
+        }
+        assert_eq!(h.replay(&add("a5", t0 + 6000, "sa")).get(F::SessionPagesBrowsed), 2.0, "overview and statement");
+        let f = h.replay(&pay("a6", t0 + 7000, "sa", "u1", "p1", 10.0));
+        assert_eq!(f.get(F::SessionPagesBrowsed), 2.0, "the payee page is not browsing");
+        // A deep link (or a script): login, straight to the payee page, add, pay.
+        h.replay(&ok(ev("b0", t0, "sb", Some("u1"), "login", "10.0.0.1")));
+        h.replay(&page("b1", t0 + 1000, "sb", "/beneficiaries/add"));
+        assert_eq!(h.replay(&add("b2", t0 + 2000, "sb")).get(F::SessionPagesBrowsed), 0.0);
+        let f = h.replay(&ev("b3", t0 + 3000, "sb", Some("u1"), "password_change", "10.0.0.1"));
+        assert_eq!(f.get(F::SessionPagesBrowsed), 0.0, "a credential change acts too");
+    }
+
+    #[test]
+    fn a_device_first_seen_around_a_credential_change_marks_the_chain_for_a_week() {
+        let mut h = Replayer::default();
+        let t0 = 1_700_000_000_000;
+        let on = |e: ClickEvent, device: &str| ClickEvent { device_id: Some(device.into()), ..e };
+        let chain = F::DeviceNewSinceCredentialChange;
+        // The customer's own phone for a month, then a reset from it: not a new device.
+        assert_eq!(h.replay(&on(ok(ev("l0", t0, "s0", Some("u1"), "login", "10.0.0.1")), "own")).get(chain), 0.0);
+        let reset = |id: &str, t: i64, sid: &str| ev(id, t, sid, Some("u1"), "password_reset", "10.0.0.1");
+        assert_eq!(h.replay(&on(reset("r0", t0 + 30 * DAY_MS, "s1"), "own")).get(chain), 0.0);
+        // A reset from a device never seen, then a login and a payment from it.
+        let t1 = t0 + 31 * DAY_MS;
+        assert_eq!(h.replay(&on(reset("r1", t1, "s2"), "new")).get(chain), 1.0, "the reset itself");
+        let f = h.replay(&on(ok(ev("l1", t1 + 2 * HOUR_MS, "s3", Some("u1"), "login", "10.0.0.9")), "new"));
+        assert_eq!(f.get(chain), 1.0);
+        assert_eq!(h.replay(&on(pay("t1", t1 + 3 * HOUR_MS, "s3", "u1", "p", 10.0), "new")).get(chain), 1.0);
+        // A device first seen after the change, within the week; the customer's own is not.
+        let f = h.replay(&on(ok(ev("l2", t1 + 2 * DAY_MS, "s4", Some("u1"), "login", "10.0.0.9")), "other"));
+        assert_eq!(f.get(chain), 1.0);
+        let f = h.replay(&on(ok(ev("l3", t1 + 2 * DAY_MS, "s5", Some("u1"), "login", "10.0.0.1")), "own"));
+        assert_eq!(f.get(chain), 0.0);
+        // A week on, the change is old news; a page view never says.
+        let f = h.replay(&on(pay("t2", t1 + 8 * DAY_MS, "s6", "u1", "p", 10.0), "new"));
+        assert_eq!(f.get(chain), 0.0);
+        let f = h.replay(&on(ev("v", t1 + 3 * HOUR_MS, "s3", Some("u1"), "page_view", "10.0.0.9"), "new"));
+        assert_eq!(f.get(chain), 0.0);
+    }
+
+    #[test]
+    fn a_payment_is_measured_against_the_users_own_payments_to_the_same_payee() {
+        let mut h = Replayer::default();
+        let t0 = 1_700_000_000_000;
+        for (i, amount) in [100.0, 200.0, 300.0].into_iter().enumerate() {
+            let f = h.replay(&pay(&format!("r{i}"), t0 + i as i64 * DAY_MS, "s", "u1", "rent", amount));
+            assert_eq!(f.get(F::AmountVsPayeeMedian30d), if i == 0 { 0.0 } else { amount / [100.0, 150.0][i - 1] });
+        }
+        h.replay(&pay("g", t0 + 3 * DAY_MS, "s2", "u1", "grocer", 20.0));
+        let f = h.replay(&pay("r3", t0 + 4 * DAY_MS, "s3", "u1", "rent", 600.0));
+        assert_eq!(f.get(F::AmountVsPayeeMedian30d), 3.0, "the grocer's 20 is not the landlord's");
+        let f = h.replay(&pay("n", t0 + 4 * DAY_MS, "s3", "u1", "stranger", 600.0));
+        assert_eq!(f.get(F::AmountVsPayeeMedian30d), 0.0, "a first payment has no payee history");
+        let f = h.replay(&pay("o", t0 + 4 * DAY_MS, "s4", "u2", "rent", 600.0));
+        assert_eq!(f.get(F::AmountVsPayeeMedian30d), 0.0, "another user's payments are not this one's");
+        let f = h.replay(&pay("late", t0 + 45 * DAY_MS, "s5", "u1", "rent", 600.0));
+        assert_eq!(f.get(F::AmountVsPayeeMedian30d), 0.0, "a month on, the history is gone");
+    }
+
+    #[test]
+    fn a_device_that_logged_in_quietly_for_days_shows_them_on_its_first_payment() {
+        let mut h = Replayer::default();
+        let t0 = 1_700_000_000_000 - 1_700_000_000_000 % DAY_MS + 10 * HOUR_MS;
+        let on = |e: ClickEvent, device: &str| ClickEvent { device_id: Some(device.into()), ..e };
+        // The attacker's device logs in on days 0, 1 (twice) and 3, then pays on day 3.
+        for (i, day) in [0, 1, 1, 3].into_iter().enumerate() {
+            let t = t0 + day * DAY_MS + i as i64 * 60_000;
+            let f =
+                h.replay(&on(ok(ev(&format!("l{i}"), t, &format!("s{i}"), Some("u1"), "login", "10.0.0.1")), "atk"));
+            assert_eq!(f.get(F::DeviceLoginDays30d), 0.0, "read by transfers only");
+        }
+        let f = h.replay(&on(pay("t", t0 + 3 * DAY_MS + HOUR_MS, "s3", "u1", "p", 10.0), "atk"));
+        assert_eq!(f.get(F::DeviceLoginDays30d), 3.0, "three distinct days");
+        let failed = ClickEvent {
+            outcome: Some(crate::Outcome::Failure),
+            ..ev("x", t0 + 4 * DAY_MS, "s9", Some("u1"), "login", "10.0.0.1")
+        };
+        h.replay(&on(failed, "atk"));
+        let f = h.replay(&on(pay("t2", t0 + 4 * DAY_MS + HOUR_MS, "s9", "u1", "p", 10.0), "atk"));
+        assert_eq!(f.get(F::DeviceLoginDays30d), 3.0, "a failed login is not a day in the account");
+        let f = h.replay(&on(pay("t3", t0 + 4 * DAY_MS, "s8", "u1", "p", 10.0), "other"));
+        assert_eq!(f.get(F::DeviceLoginDays30d), 0.0, "another device's days are its own");
+        let f = h.replay(&on(pay("t4", t0 + 40 * DAY_MS, "s7", "u1", "p", 10.0), "atk"));
+        assert_eq!(f.get(F::DeviceLoginDays30d), 0.0, "days older than 30 are gone");
     }
 
     #[test]

@@ -597,7 +597,12 @@ mod tests {
                 .chain([F::UserDeviceAgeDays, F::UserIpAgeDays, F::UserSubnetAgeDays, F::UserCountryAgeDays])
                 .chain([F::LoginCountryChanged, F::HoursSinceLastLogin, F::ImpossibleTravel])
                 .chain([F::UserAgeDays, F::UserPayeeFirstTransfer, F::UserDeviceFirstTransfer, F::UserAgentFamilyNew])
-                .chain([F::UserAsnNew, F::UserCityNew, F::UserHoursSinceCredentialChange])
+                .chain([
+                    F::UserAsnNew,
+                    F::UserCityNew,
+                    F::UserHoursSinceCredentialChange,
+                    F::DeviceNewSinceCredentialChange,
+                ])
                 .map(|f| f as usize)
                 .collect::<Vec<_>>();
         for e in &events {
