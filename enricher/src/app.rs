@@ -76,6 +76,13 @@ impl EnricherMetrics {
         r.register(Box::new(m.list_hits.clone()))?;
         r.register(Box::new(m.degraded.clone()))?;
         r.register(Box::new(m.list_entries.clone()))?;
+        // Every list and kind, so that a panel or a rule on hits reads 0 before the first one.
+        for list in crate::lists::LIST_NAMES {
+            m.list_entries.with_label_values(&[list]);
+            for kind in crate::lists::KINDS {
+                m.list_hits.with_label_values(&[list, kind]);
+            }
+        }
         Ok(m)
     }
 }
@@ -262,7 +269,8 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         cfg.service.topics.labels_topic.as_str(),
     ];
     let pipeline = Pipeline::new(&cfg.service.kafka, &cfg.group_id, &topics, metrics.pipeline.clone())?;
-    metrics.pipeline.init_series(&topics, DLQ_REASONS);
+    let outputs = [cfg.service.topics.enriched_topic.as_str(), cfg.service.topics.dlq_topic.as_str()];
+    metrics.pipeline.init_series(&topics, &outputs, DLQ_REASONS);
     let mut enricher = Enricher::new(store, cache.clone(), cfg.service.topics.clone(), cfg.limits, metrics.clone());
     enricher.weblog = (cfg.log_format.clone(), log_routes);
     enricher.redis_policy = cfg.service.redis.on_redis_error;

@@ -85,9 +85,14 @@ impl PipelineMetrics {
     /// Creates the series an alert or a dashboard rates over before the first event of that
     /// kind, so that `rate()` reads 0 rather than nothing (Prometheus's advice for counters
     /// with known label values).
-    pub fn init_series(&self, topics: &[&str], dlq_reasons: &[&str]) {
-        for t in topics {
+    /// (The consumer lag is the exception: its partitions are known only once assigned, and
+    /// librdkafka's first statistics, `statistics.interval.ms` after joining, create them.)
+    pub fn init_series(&self, inputs: &[&str], outputs: &[&str], dlq_reasons: &[&str]) {
+        for t in inputs {
             self.consumed.with_label_values(&[t]);
+        }
+        for t in outputs {
+            self.produced.with_label_values(&[t]);
         }
         for r in dlq_reasons {
             self.dlq.with_label_values(&[r]);

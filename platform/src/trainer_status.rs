@@ -27,6 +27,9 @@ pub const EVENTS_READ: &str = "fraud_trainer_events_read";
 
 /// The outcomes a run can have (the `outcome` label's only values).
 pub const OUTCOMES: [&str; 3] = ["promoted", "challenger", "failed"];
+/// The test-window metrics that exist (as NaN) before any run is known: those a dashboard shows.
+pub const TEST_METRICS: [&str; 4] =
+    ["average_precision", "roc_auc", "recall_at_1pct_fpr", "expected_calibration_error"];
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainerStatus {
@@ -110,6 +113,15 @@ impl TrainerMetrics {
         r.register(Box::new(m.last_run_outcome.clone()))?;
         r.register(Box::new(m.test.clone()))?;
         r.register(Box::new(m.events.clone()))?;
+        // Before any run is known: no run of any outcome, no last outcome, and test metrics
+        // that are not a number (a 0 would read as a model that catches nothing).
+        for outcome in OUTCOMES {
+            m.runs.with_label_values(&[outcome]);
+            m.last_run_outcome.with_label_values(&[outcome]);
+        }
+        for name in TEST_METRICS {
+            m.test.with_label_values(&[name]).set(f64::NAN);
+        }
         Ok(m)
     }
 

@@ -48,6 +48,9 @@ pub struct Config {
 }
 
 const SERVICE: &str = "scorer";
+/// Reason codes for a verdict decided on less than usual (never a silent allow).
+pub const HISTORY_UNAVAILABLE: &str = "history_unavailable";
+pub const SESSION_STATE_UNAVAILABLE: &str = "session_state_unavailable";
 /// Every reason the scorer gives a dead letter (the `reason` label's values).
 pub const DLQ_REASONS: &[&str] = &["feature_schema_mismatch", "invalid_enriched"];
 pub const VERDICTS: &str = "fraud_verdicts_total";
@@ -169,6 +172,15 @@ impl ScorerMetrics {
             }
         }
         Ok(m)
+    }
+
+    /// The reason codes a verdict can count before the first of them: the policy's rules and
+    /// the codes for deciding on less than usual.
+    pub fn init_reasons(&self, policy: &Policy) {
+        let fixed = [HISTORY_UNAVAILABLE, SESSION_STATE_UNAVAILABLE];
+        for code in policy.rules.iter().map(|r| r.code.as_str()).chain(fixed) {
+            self.reasons.with_label_values(&[code]);
+        }
     }
 }
 
@@ -298,12 +310,8 @@ impl Processor for Scorer {
             }
             // Decided on less than usual: say so (never a silent allow).
             for (missing, code, detail) in [
-                (
-                    e.history_unavailable,
-                    "history_unavailable",
-                    "features computed without history: Redis did not answer",
-                ),
-                (sessions_unavailable, "session_state_unavailable", "session state not read: Redis did not answer"),
+                (e.history_unavailable, HISTORY_UNAVAILABLE, "features computed without history: Redis did not answer"),
+                (sessions_unavailable, SESSION_STATE_UNAVAILABLE, "session state not read: Redis did not answer"),
             ] {
                 if missing {
                     self.metrics.reasons.with_label_values(&[code]).inc();
@@ -536,7 +544,13 @@ pub async fn start(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<R
         &[&cfg.service.topics.enriched_topic],
         metrics.pipeline.clone(),
     )?;
-    metrics.pipeline.init_series(&[&cfg.service.topics.enriched_topic], DLQ_REASONS);
+    let t = &cfg.service.topics;
+    metrics.pipeline.init_series(
+        &[&t.enriched_topic],
+        &[&t.verdicts_topic, &t.alerts_topic, &t.dlq_topic],
+        DLQ_REASONS,
+    );
+    metrics.init_reasons(&policy);
     let policy = Arc::new(RwLock::new(Arc::new(policy)));
     let scorer = Scorer {
         model: champion.clone(),

@@ -314,3 +314,73 @@ async fn every_dashboard_query_and_alert_rule_returns_series_from_a_live_pipelin
     enricher.wait().await.unwrap();
     scorer.wait().await.unwrap();
 }
+
+/// Every `(metric, label, value)` an expression selects exactly (`name{label="value"}`), and
+/// every metric it names with no such matcher as `(metric, "", "")`.
+fn selections(expr: &str) -> BTreeSet<(String, String, String)> {
+    let mut out: BTreeSet<_> = metric_names(expr).into_iter().map(|n| (n, String::new(), String::new())).collect();
+    let mut rest = expr;
+    while let Some(i) = rest.find("fraud_") {
+        let name: String = rest[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        rest = &rest[i + name.len()..];
+        let Some(body) = rest.strip_prefix('{').and_then(|b| b.split_once('}')).map(|(b, _)| b) else { continue };
+        for m in body.split(',') {
+            if let Some((k, v)) = m.split_once('=').filter(|(k, v)| !k.ends_with('!') && !v.starts_with('~')) {
+                out.insert((name.clone(), k.trim().to_string(), v.trim().trim_matches('"').to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn selections_find_exact_label_matchers_and_bare_names() {
+    let s = selections(r#"max(fraud_a{outcome="failed", job=~"x"}) > 0 and fraud_b"#);
+    let want = [("fraud_a", "", ""), ("fraud_a", "outcome", "failed"), ("fraud_b", "", "")]
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
+    assert_eq!(s, want.into_iter().collect());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fresh_install_exports_every_series_the_dashboards_and_rules_select_before_any_traffic() {
+    let stack = Stack::start();
+    let work = tempfile::tempdir().unwrap();
+    // The shipped baseline as the only model; no training run, no event, no list hit yet.
+    let registry = work.path().join("registry");
+    let baseline_dir = repo_root().join("models/baseline");
+    let version = platform::registry::current_version(&baseline_dir).unwrap().unwrap();
+    let artifact = platform::registry::load(&baseline_dir, &version).unwrap();
+    platform::registry::write_version(&registry, &artifact, &[]).unwrap();
+    platform::registry::promote(&registry, &version).unwrap();
+    let shutdown = CancellationToken::new();
+    let (enricher, scorer) = start_services(&stack, &registry, TOKEN, &[], &shutdown).await;
+    let mut exported = Vec::new();
+    for addr in [enricher.http_addr, scorer.http_addr] {
+        let (_, text) = e2e_tests::http::request(addr, "GET", "/metrics", None, None).await.unwrap();
+        exported.extend(text.lines().filter(|l| !l.starts_with('#')).map(str::to_string));
+    }
+    let rules = std::fs::read_to_string(dashboards_dir().join("prometheus/rules.yml")).unwrap();
+    let exprs = panel_queries()
+        .into_iter()
+        .map(|(_, _, e)| e)
+        .chain(rules.lines().filter_map(|l| l.trim().strip_prefix("expr:")).map(str::to_string));
+    let mut missing = BTreeSet::new();
+    let mut checked = 0;
+    // The consumer lag's partitions exist only once assigned: librdkafka's first statistics
+    // create them (`statistics.interval.ms`, 5 s by default), not the service's start.
+    let later = |name: &str| name == platform::metrics::CONSUMER_LAG;
+    for (name, label, value) in exprs.flat_map(|e| selections(&e)).filter(|(n, _, _)| !later(n)) {
+        checked += 1;
+        let found = exported.iter().any(|line| {
+            let series = line.split(' ').next().unwrap_or("");
+            let named = series == name || series.starts_with(&format!("{name}{{"));
+            named && (label.is_empty() || series.contains(&format!("{label}=\"{value}\"")))
+        });
+        if !found {
+            missing.insert(if label.is_empty() { name } else { format!("{name}{{{label}=\"{value}\"}}") });
+        }
+    }
+    shutdown.cancel();
+    assert!(checked > 20, "only {checked} selections found in the dashboards and rules");
+    assert!(missing.is_empty(), "a fresh install does not export: {missing:?}");
+}
