@@ -34,17 +34,10 @@ pub fn train_bank_on(lake: lake::Lake, registry: PathBuf, seed: u64) -> Trained 
     });
     fixtures::write_lake(&world, &lake, platform::now_ms(), 10).expect("writing the lake");
     let outcome = trainer::run::train(&trainer::run::TrainArgs {
-        lake: lake.clone(),
-        registry: registry.clone(),
         label_delay_days: 2.0,
         min_improvement: 0.0,
-        alpha: 1.0,
-        model: trainer::run::ModelChoice::Auto,
-        trees: 300,
-        depth: 5,
-        max_train_rows: 1_500_000,
-        flag_budgets: trainer::budget::FlagBudgets::default(),
         policy: repo_root().join("config/policy.toml"),
+        ..trainer::run::TrainArgs::defaults(lake.clone(), registry.clone())
     })
     .expect("training on the lake");
     assert!(outcome.promoted, "the first model is promoted");

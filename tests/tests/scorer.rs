@@ -82,17 +82,13 @@ fn train(
     min_improvement: f64,
 ) -> trainer::run::Outcome {
     trainer::run::train(&trainer::run::TrainArgs {
-        lake: lake.clone(),
-        registry: registry.to_path_buf(),
         label_delay_days: 2.0,
         min_improvement,
-        alpha: 1.0,
         model,
         trees: 100,
         depth: 4,
-        max_train_rows: 1_500_000,
-        flag_budgets: trainer::budget::FlagBudgets::default(),
         policy: repo_root().join("config/policy.toml"),
+        ..trainer::run::TrainArgs::defaults(lake.clone(), registry.to_path_buf())
     })
     .unwrap()
 }

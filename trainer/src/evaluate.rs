@@ -220,17 +220,12 @@ mod tests {
         let world = World::new(SimConfig { seed: 3, customers: 400, rate_ato: 0.01, ..SimConfig::default() });
         fixtures::write_lake(&world, &lake, 1_780_000_000_000, 12).unwrap();
         let trained = train(&TrainArgs {
-            lake: lake.clone(),
-            registry: registry.clone(),
             label_delay_days: 2.0,
             min_improvement: 0.0,
-            alpha: 1.0,
             model: ModelChoice::Logistic,
-            trees: 0,
-            depth: 1,
             max_train_rows: 0,
-            flag_budgets: crate::budget::FlagBudgets::default(),
             policy: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/policy.toml"),
+            ..TrainArgs::defaults(lake.clone(), registry.clone())
         })
         .unwrap();
         let model = platform::registry::load(&registry, &trained.version).unwrap();

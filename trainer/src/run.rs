@@ -36,11 +36,21 @@ pub struct TrainArgs {
     #[arg(long, env = "MODEL_KIND", value_enum, default_value_t = ModelChoice::Auto)]
     pub model: ModelChoice,
     /// Most trees in the boosted ensemble (early stopping on validation usually ends sooner).
-    #[arg(long, env = "BOOSTED_TREES", default_value_t = 300)]
+    #[arg(long, env = "BOOSTED_TREES", default_value_t = gbdt::Params::default().trees)]
     pub trees: usize,
     /// Depth of each boosted tree.
-    #[arg(long, env = "BOOSTED_DEPTH", default_value_t = 5)]
+    #[arg(long, env = "BOOSTED_DEPTH", default_value_t = gbdt::Params::default().depth)]
     pub depth: usize,
+    /// Shrinkage of each boosted tree's values.
+    #[arg(long, env = "BOOSTED_LEARNING_RATE", default_value_t = gbdt::Params::default().learning_rate)]
+    pub learning_rate: f64,
+    /// Smallest hessian sum a boosted tree's leaf may hold.
+    #[arg(long, env = "BOOSTED_MIN_CHILD_WEIGHT", default_value_t = gbdt::Params::default().min_child_weight)]
+    pub min_child_weight: f64,
+    /// Boosting stops after this many trees without a better validation average precision
+    /// (session level), and keeps the best prefix.
+    #[arg(long, env = "BOOSTED_PATIENCE", default_value_t = gbdt::Params::default().patience)]
+    pub patience: usize,
     /// Bounds memory and fit time: at most about this many training rows (0: all). Legitimate
     /// sessions are sampled whole, fraudulent ones always kept; validation and test are not
     /// sampled. Memory is about 300 bytes a kept row plus the replay's history (see README).
@@ -104,6 +114,20 @@ fn new_version(registry: &Path) -> String {
 
 /// Trains once and records the run (whatever its outcome) in the registry's trainer status,
 /// which the scorer exports as metrics.
+impl TrainArgs {
+    /// The command line's defaults (and environment), for `lake` and `registry`: what a test
+    /// or a tool starts from before it overrides a setting.
+    pub fn defaults(lake: lake::Lake, registry: std::path::PathBuf) -> TrainArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: TrainArgs,
+        }
+        let args = <Cli as clap::Parser>::try_parse_from(["trainer"]).expect("every setting has a default").args;
+        TrainArgs { lake, registry, ..args }
+    }
+}
+
 pub fn train(args: &TrainArgs) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let result = train_once(args);
@@ -257,7 +281,14 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
     }
     if args.model != ModelChoice::Logistic {
         let t = Instant::now();
-        let p = gbdt::Params { trees: args.trees, depth: args.depth, ..gbdt::Params::default() };
+        let p = gbdt::Params {
+            trees: args.trees,
+            depth: args.depth,
+            learning_rate: args.learning_rate,
+            min_child_weight: args.min_child_weight,
+            patience: args.patience,
+            ..gbdt::Params::default()
+        };
         let bar = progress_bar(p.trees as u64, "trees");
         let train_w = dataset::train_weights(&train_rows, ds.cutoff, ds.label_delays.arrived_by());
         let fit = gbdt::fit(&train_rows, &train_w, &valid_rows, &p, |n| {
