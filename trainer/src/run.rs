@@ -271,9 +271,12 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
     });
 
     let mut candidates: Vec<Candidate> = Vec::new();
+    // Every session weighs the same whatever its length, a young unlabelled row by the share
+    // of fraud labels in by its age: both families fit with these.
+    let train_w = dataset::train_weights(&train_rows, ds.cutoff, ds.label_delays.arrived_by());
     if args.model != ModelChoice::Boosted {
         let t = Instant::now();
-        let fit = train::fit_logistic(&train_rows, Params { alpha: args.alpha, ..Params::default() })?;
+        let fit = train::fit_logistic(&train_rows, &train_w, Params { alpha: args.alpha, ..Params::default() })?;
         tracing::info!(rows = fit.rows, secs = t.elapsed().as_secs_f64(), "logistic regression fitted");
         let (model, valid_sessions, valid) =
             calibrate(train::artifact(&version, fit.into_model(), meta.clone()), &valid_rows, &args.flag_budgets);
@@ -290,7 +293,6 @@ fn train_once(args: &TrainArgs) -> anyhow::Result<Outcome> {
             ..gbdt::Params::default()
         };
         let bar = progress_bar(p.trees as u64, "trees");
-        let train_w = dataset::train_weights(&train_rows, ds.cutoff, ds.label_delays.arrived_by());
         let fit = gbdt::fit(&train_rows, &train_w, &valid_rows, &p, |n| {
             bar.set_position(n as u64);
             if n % 50 == 0 {

@@ -20,7 +20,7 @@ pub struct Params {
     /// Most rows linfa fits on. Its solver makes a matrix product and a matrix–vector product
     /// over every row per evaluation, for up to `max_iterations` L-BFGS steps: memory-bandwidth
     /// bound, 3 s at 200 k rows but over 2 minutes at 1 M here. A linear model on 59 features
-    /// needs far fewer rows than that; legitimate rows are thinned evenly to fit, fraud is kept.
+    /// needs far fewer rows than that; legitimate rows are thinned (by weight) to fit, fraud is kept.
     pub max_rows: usize,
 }
 
@@ -45,8 +45,11 @@ pub struct Fitted {
     pub rows: usize,
 }
 
-/// Fits the logistic model.
-pub fn fit_logistic(rows: &[&Row], p: Params) -> anyhow::Result<Fitted> {
+/// Fits the logistic model. linfa takes no sample weights, so each row's `weights` entry (the
+/// trainer's: every session the same whatever its length, a young unlabelled row by the share
+/// of labels in by its age) decides how often it is drawn into the matrix: systematic sampling,
+/// within each class, in proportion to weight.
+pub fn fit_logistic(rows: &[&Row], weights: &[f64], p: Params) -> anyhow::Result<Fitted> {
     let n_f = FEATURES.len();
     let pos = rows.iter().filter(|r| r.fraud).count();
     let neg = rows.len() - pos;
@@ -71,28 +74,31 @@ pub fn fit_logistic(rows: &[&Row], p: Params) -> anyhow::Result<Fitted> {
             if var > 1e-12 { var.sqrt() } else { 1.0 }
         })
         .collect();
-    // Every `keep_every`-th legitimate row (in expectation) when there are more than the budget.
+    // Legitimate rows thinned to the budget, fraudulent ones repeated to the share: as many draws
+    // per class as unweighted rows would take, spread over the rows by weight.
     let neg_budget = ((p.max_rows as f64 * (1.0 - p.positive_share)) as usize).max(1);
     let neg_kept = neg.min(neg_budget);
-    let keep_every = neg as f64 / neg_kept as f64;
     let repeat =
         ((p.positive_share * neg_kept as f64) / ((1.0 - p.positive_share) * pos as f64)).floor().max(1.0) as usize;
-    let total = neg_kept + pos * repeat;
+    let class_weight = |fraud: bool| {
+        rows.iter().zip(weights).filter(|(r, _)| r.fraud == fraud).map(|(_, w)| w.max(0.0)).sum::<f64>().max(1e-12)
+    };
+    // Draws per unit of weight, by class.
+    let rate = [neg_kept as f64 / class_weight(false), (pos * repeat) as f64 / class_weight(true)];
+    // Rounding may draw one more than planned per class.
+    let total = neg_kept + pos * repeat + 2;
     // Column-major: linfa's gradient is `x.t().dot(..)`, which on a row-major matrix walks memory with a
     // stride per feature (minutes at a million rows); column-major makes it contiguous.
     let mut x = Array2::<f64>::zeros((total, n_f).f());
     let mut y = Array1::from_elem(total, false);
-    let (mut i, mut negs_seen, mut negs_taken) = (0, 0usize, 0usize);
-    for r in rows {
-        let copies = if r.fraud {
-            repeat
-        } else {
-            negs_seen += 1;
-            // Take a legitimate row when the running share falls behind 1 / keep_every.
-            let take = negs_taken < neg_kept && (negs_taken as f64) < negs_seen as f64 / keep_every;
-            negs_taken += usize::from(take);
-            usize::from(take)
-        };
+    let (mut i, mut due, mut drawn) = (0, [0.0f64; 2], [0usize; 2]);
+    for (r, w) in rows.iter().zip(weights) {
+        // A row is drawn as often as the class's running total of weight × rate has passed a
+        // whole number since the row before it.
+        let c = usize::from(r.fraud);
+        due[c] += w.max(0.0) * rate[c];
+        let copies = ((due[c] + 1e-9).floor() as usize).saturating_sub(drawn[c]).min(total - i);
+        drawn[c] += copies;
         for _ in 0..copies {
             for (j, v) in transformed(r).enumerate() {
                 x[[i, j]] = (v - mean[j]) / scale[j];
@@ -101,7 +107,7 @@ pub fn fit_logistic(rows: &[&Row], p: Params) -> anyhow::Result<Fitted> {
             i += 1;
         }
     }
-    // The running share may take one legitimate row fewer than planned.
+    // Rounding may draw a row fewer than planned.
     let (x, y) = (x.slice_move(ndarray::s![..i, ..]), y.slice_move(ndarray::s![..i]));
     let first = x.slice(ndarray::s![0..1, ..]).to_owned();
     let fitted = LogisticRegression::default()
@@ -206,7 +212,7 @@ mod tests {
     fn fraud_gets_the_high_score_and_inference_matches_linfa() {
         let data = rows(2000);
         let refs: Vec<&Row> = data.iter().collect();
-        let fit = fit_logistic(&refs, Params::default()).unwrap();
+        let fit = fit_logistic(&refs, &vec![1.0; refs.len()], Params::default()).unwrap();
         let art = artifact("t", fit.clone().into_model(), serde_json::Value::Null);
         art.check().unwrap();
         let fraud_row =
@@ -230,7 +236,8 @@ mod tests {
             let mut data = rows(1000);
             data.reverse();
             let refs: Vec<&Row> = data.iter().collect();
-            let fit = fit_logistic(&refs, Params { positive_share, ..Params::default() }).unwrap();
+            let fit =
+                fit_logistic(&refs, &vec![1.0; refs.len()], Params { positive_share, ..Params::default() }).unwrap();
             let dev = models::features::F::UserDeviceNew as usize;
             assert!(
                 fit.coef[dev] > 0.0,
@@ -245,12 +252,28 @@ mod tests {
         let data = rows(5000);
         let refs: Vec<&Row> = data.iter().collect();
         let p = Params { max_rows: 1000, ..Params::default() };
-        let fit = fit_logistic(&refs, p).unwrap();
+        let fit = fit_logistic(&refs, &vec![1.0; refs.len()], p).unwrap();
         // 800 legitimate rows of 4500, and 500 fraudulent ones (already over the 20 % share).
         assert!((1290..=1300).contains(&fit.rows), "{} rows", fit.rows);
         assert!(fit.coef[models::features::F::UserDeviceNew as usize] > 0.0);
-        let all = fit_logistic(&refs, Params { max_rows: usize::MAX, ..p }).unwrap();
+        let all = fit_logistic(&refs, &vec![1.0; refs.len()], Params { max_rows: usize::MAX, ..p }).unwrap();
         assert_eq!(all.rows, 5000 + 500 * (0.2f64 * 4500.0 / (0.8 * 500.0)).floor() as usize - 500);
+    }
+
+    #[test]
+    fn rows_are_drawn_by_weight_so_a_row_of_weight_zero_teaches_nothing() {
+        let data = rows(5000);
+        let refs: Vec<&Row> = data.iter().collect();
+        let dev = models::features::F::UserDeviceNew as usize;
+        // Fraud on a new device weighs nothing (as if its labels had not arrived): what remains
+        // of fraud is on known devices, so a new device no longer raises the score.
+        let weights: Vec<f64> = refs.iter().map(|r| if r.fraud && r.x[dev] == 1.0 { 0.0 } else { 1.0 }).collect();
+        let fit = fit_logistic(&refs, &weights, Params::default()).unwrap();
+        assert!(fit.coef[dev] < 0.0, "{}", fit.coef[dev]);
+        // Half the weight on every row draws the same number of rows: weights are relative.
+        let half = fit_logistic(&refs, &vec![0.5; refs.len()], Params::default()).unwrap();
+        let one = fit_logistic(&refs, &vec![1.0; refs.len()], Params::default()).unwrap();
+        assert!(half.rows.abs_diff(one.rows) <= 2, "{} vs {}", half.rows, one.rows);
     }
 
     #[test]
