@@ -46,9 +46,9 @@ fn trained() -> &'static (Vec<models::artifact::ModelArtifact>, Vec<models::feat
         let ds = trainer::dataset::build(&lake, &Default::default(), |_, _| {}).expect("replay");
         let split = trainer::dataset::Split::by_time(ds.first_ts, ds.cutoff, 2.0).expect("a split");
         let (train, valid) = (split.rows(&ds, split.train), split.rows(&ds, split.valid));
-        let logistic =
-            trainer::train::fit_logistic(&train, trainer::train::Params::default()).expect("fits").into_model();
         let w = trainer::dataset::session_weights(&train);
+        let logistic =
+            trainer::train::fit_logistic(&train, &w, trainer::train::Params::default()).expect("fits").into_model();
         let boosted = trainer::gbdt::fit(&train, &w, &valid, &trainer::gbdt::Params::default(), |_| {}).expect("fits");
         let boosted = models::artifact::Model::Boosted { base: boosted.base, trees: boosted.trees };
         let vectors = valid.iter().take(1000).map(|r| trainer::train::features_of(r)).collect();
