@@ -53,7 +53,7 @@ const NO_CHANGE_HOURS: f64 = 720.0;
 const CHANGED_DEVICE_MS: i64 = 7 * DAY_MS;
 
 /// Bump when the meaning of any feature changes; the schema hash changes with it.
-pub const FEATURE_SCHEMA_VERSION: u32 = 10;
+pub const FEATURE_SCHEMA_VERSION: u32 = 11;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transform {
@@ -176,6 +176,8 @@ features! {
     SessionPagesBrowsed = "session_pages_browsed", Log1p, "on a payee add, transfer or credential change: account pages the session viewed before it (any page but login, payee, payment, credential and profile pages; 0: it went straight there, as a deep link or a script does)";
     AmountVsPayeeMedian30d = "amount_vs_payee_median_30d", Log1p, "on a transfer: its amount over the median of the user's transfers to the same payee in the 30 days before it (0 without one)";
     DeviceLoginDays30d = "device_login_days_30d", Log1p, "on a transfer: distinct days in the 30 before it on which this device logged in to the account (a takeover's device logs in quietly for a few days before it pays; a customer's own phone logs in on many)";
+    IpFraudLabels90d = "ip_fraud_labels_90d", Log1p, "sessions that used this address and were labelled fraudulent, by the labels known in the 90 days before the event (0 on an address the user has used for a day or more)";
+    AsnFraudLabels90d = "asn_fraud_labels_90d", Log1p, "the same for the network (`attrs.asn`, as a CDN sets it; 0 without one, and on a network the user has used for a day or more)";
     DeviceNewSinceCredentialChange = "device_new_since_credential_change", Identity, "on a login, payee add, transfer or credential change: the user's credentials changed in the last 7 days (or change now) and this device was first seen for the user at most an hour before that change (a reset, then a new device, then payments)";
 }
 
@@ -305,6 +307,8 @@ struct Slots {
     user_mule: Option<usize>,
     session_browsed: Option<usize>,
     login_days: Option<usize>,
+    ip_labels: usize,
+    asn_labels: Option<usize>,
 }
 
 /// The history operations for one event and where their results land: reads, then writes
@@ -728,13 +732,17 @@ fn plan_in<'e>(ev: &'e ClickEvent, texts: &'e Texts, ops: Vec<Op<'e>>, writes: V
     let entities = feedback::session_entities(sid);
     let (device_entity, net_entity) = (device.map(|d| d.prefixed("d:")), net.prefixed("n:"));
     let payee_entity = payee.map(|py| Text::from(py).prefixed("p:"));
+    let ip_entity = ip.prefixed("i:");
+    let asn_entity = (!texts.asn.is_empty()).then(|| Text::from(&texts.asn).prefixed("a:"));
     let labels = |p: &mut Planner<'e>, entity| {
         p.read(Op::Count { key: feedback::entity_labels(entity), from: (ts - feedback::LABELS_MS).into(), to: ts })
     };
     s.device_labels = device_entity.map(|e| labels(&mut p, e));
     s.subnet_labels = labels(&mut p, net_entity);
     s.payee_labels = payee_entity.map(|e| labels(&mut p, e));
-    for entity in [device_entity, Some(net_entity), payee_entity].into_iter().flatten() {
+    s.ip_labels = labels(&mut p, ip_entity);
+    s.asn_labels = asn_entity.map(|e| labels(&mut p, e));
+    for entity in [device_entity, Some(net_entity), Some(ip_entity), asn_entity, payee_entity].into_iter().flatten() {
         p.write(feedback::record_entity(entities, entity, ts));
     }
 
@@ -1079,6 +1087,8 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     set(F::SubnetFraudLabels90d, unless_established(count(Some(s.subnet_labels)), s.user_subnet));
     set(F::PayeeFraudLabels90d, unless_established(count(s.payee_labels), s.user_payee));
     set(F::UserMuleLabels180d, count(s.user_mule));
+    set(F::IpFraudLabels90d, unless_established(count(Some(s.ip_labels)), s.user_ip));
+    set(F::AsnFraudLabels90d, unless_established(count(s.asn_labels), s.user_asn));
     set(F::SessionPagesBrowsed, count(s.session_browsed));
     // The month's payments to this payee: the middle of `event_id|payee|amount`.
     let payee = plan.texts.transfer.rsplit('|').nth(1).filter(|_| ev.payee_id.is_some());
@@ -1891,6 +1901,45 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), FEATURES.len());
+    }
+
+    #[test]
+    fn a_fraud_label_marks_its_sessions_address_and_cdn_network_for_those_new_to_them() {
+        use crate::{Label, LabelKind};
+        let t0 = 1_700_000_000_000;
+        let at = |id: &str, ts: i64, session: &str, user: &str, ip: &str, asn: Option<u32>| ClickEvent {
+            attrs: asn.and_then(|a| serde_json::json!({ "asn": a }).as_object().cloned()),
+            ..ok(ev(id, ts, session, Some(user), "login", ip))
+        };
+        let label = Label {
+            label_id: "l1".into(),
+            ts: t0 + DAY_MS,
+            user_id: "victim".into(),
+            session_id: Some("s-ato".into()),
+            event_id: None,
+            is_fraud: true,
+            kind: Some(LabelKind::AccountTakeover),
+            source: None,
+        };
+        let events = [
+            at("e0", t0 - 3 * DAY_MS, "s-old", "frank", "198.51.100.20", Some(64500)),
+            at("e1", t0, "s-ato", "victim", "203.0.113.5", Some(64500)),
+            at("e2", t0 + HOUR_MS, "s-before", "carol", "203.0.113.5", Some(64500)),
+            // After the label: a stranger from the same address and network, frank on the
+            // network he has used for days, and someone with no network attribute at all.
+            at("e3", t0 + 2 * DAY_MS, "s-new", "dave", "203.0.113.5", Some(64500)),
+            at("e4", t0 + 2 * DAY_MS, "s-frank", "frank", "198.51.100.21", Some(64500)),
+            at("e5", t0 + 2 * DAY_MS, "s-none", "gina", "203.0.113.5", None),
+        ];
+        let mut replay = Replayer::default();
+        let labels = [label];
+        let mut feed = labels.iter().peekable();
+        let fv: Vec<FeatureVector> = replay.replay_labelled(&events, &mut feed).map(|(_, f)| f).collect();
+        let marks = |i: usize| [F::IpFraudLabels90d, F::AsnFraudLabels90d].map(|x| fv[i].get(x));
+        assert_eq!(marks(2), [0.0, 0.0], "labels count only from their own time");
+        assert_eq!(marks(3), [1.0, 1.0], "the confirmed session's address and network");
+        assert_eq!(marks(4), [0.0, 0.0], "frank's network of days, and an address the fraud never used");
+        assert_eq!(marks(5), [1.0, 0.0], "no network attribute says nothing of networks");
     }
 
     #[test]
