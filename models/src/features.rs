@@ -396,8 +396,10 @@ pub struct Texts {
     /// `event_id|payee|amount` (the payee as a 64-bit hash in hex): a transfer in the user's
     /// sets of transfers and amounts (members are unique per event).
     transfer: String,
-    /// The device id's 64-bit hash in hex, and on a successful login `device|day`: the days a
-    /// device logged in on, in a bounded member whatever the id's length.
+    /// On a transfer, its payee's 64-bit hash in hex (empty without a payee).
+    payee: String,
+    /// On a transfer or a successful login, the device id's 64-bit hash in hex, and on the login
+    /// `device|day`: the days a device logged in on, in a bounded member whatever the id's length.
     device: String,
     device_day: String,
     /// `country|ts`: the user's last successful login.
@@ -432,6 +434,7 @@ impl Texts {
             &mut self.ip,
             &mut self.net,
             &mut self.transfer,
+            &mut self.payee,
             &mut self.device,
             &mut self.device_day,
             &mut self.last_login,
@@ -445,17 +448,22 @@ impl Texts {
         }
         write_addr(&mut self.ip, ev.ip);
         write_subnet(&mut self.net, ev.ip);
+        let login_ok = ev.is(kind::LOGIN) && ev.succeeded();
         if ev.is(kind::TRANSFER) {
             let payee = ev.payee_id.as_deref().map_or(0, |p| xxhash_rust::xxh3::xxh3_64(p.as_bytes()));
             let _ = write!(self.transfer, "{}|{payee:016x}|{}", ev.event_id, ev.amount.unwrap_or(0.0));
+            if ev.payee_id.is_some() {
+                let _ = write!(self.payee, "{payee:016x}");
+            }
         }
-        if let Some(d) = &ev.device_id {
+        // Only transfers read a device's login days, and only successful logins record them.
+        if let Some(d) = ev.device_id.as_deref().filter(|_| login_ok || ev.is(kind::TRANSFER)) {
             let _ = write!(self.device, "{:016x}", xxhash_rust::xxh3::xxh3_64(d.as_bytes()));
-            if ev.is(kind::LOGIN) && ev.succeeded() {
+            if login_ok {
                 let _ = write!(self.device_day, "{}|{}", self.device, ev.ts.div_euclid(DAY_MS));
             }
         }
-        if ev.is(kind::LOGIN) && ev.succeeded() {
+        if login_ok {
             let _ = write!(self.last_login, "{}|{}", ev.country.as_deref().unwrap_or(""), ev.ts);
         }
         self.agent_digest = ev.user_agent.as_deref().map(|a| xxhash_rust::xxh3::xxh3_128(a.as_bytes()));
@@ -815,31 +823,15 @@ fn is_terms_page(path: &str) -> bool {
 
 static ACTION_PAGES: std::sync::LazyLock<aho_corasick::AhoCorasick> = std::sync::LazyLock::new(|| {
     matcher(&[
-        "login",
-        "logon",
-        "signin",
-        "sign-in",
-        "logout",
-        "signout",
-        "password",
-        "reset",
-        "mfa",
-        "otp",
-        "2fa",
-        "verify",
-        "profile",
-        "payee",
-        "beneficiar",
-        "recipient",
-        "transfer",
-        "pay",
+        "login", "logon", "signin", "sign-in", "logout", "signout", "password", "reset", "mfa", "otp", "2fa", "verify",
+        "profile", "transfer", "pay",
     ])
 });
 
 /// Pages that show the account rather than act on it (overview, statements, cards, help…):
 /// anything but login, payee, payment, credential and profile pages.
 fn is_browse_page(path: &str) -> bool {
-    !ACTION_PAGES.is_match(path)
+    !ACTION_PAGES.is_match(path) && !is_payee_page(path)
 }
 
 /// Pages where a payee is chosen or added (payees, beneficiaries, recipients).
@@ -1091,8 +1083,8 @@ pub fn compute(ev: &ClickEvent, plan: &Plan, results: &[OpResult]) -> FeatureVec
     set(F::AsnFraudLabels90d, unless_established(count(s.asn_labels), s.user_asn));
     set(F::SessionPagesBrowsed, count(s.session_browsed));
     // The month's payments to this payee: the middle of `event_id|payee|amount`.
-    let payee = plan.texts.transfer.rsplit('|').nth(1).filter(|_| ev.payee_id.is_some());
-    let to_payee = |m: &&(std::sync::Arc<str>, i64)| payee.is_some() && m.0.rsplit('|').nth(1) == payee;
+    let payee = plan.texts.payee.as_str();
+    let to_payee = |m: &&(std::sync::Arc<str>, i64)| !payee.is_empty() && m.0.rsplit('|').nth(1) == Some(payee);
     let mut to_payee: Vec<f64> = month.iter().filter(to_payee).filter_map(transfer_amount).collect();
     let payee_median = median(&mut to_payee);
     set(F::AmountVsPayeeMedian30d, if payee_median > 0.0 { ev.amount.unwrap_or(0.0) / payee_median } else { 0.0 });

@@ -287,7 +287,7 @@ pub fn fit(
     let mut trees = Vec::new();
     let mut valid_loss = Vec::new();
     // Stopping watches what the product is judged by: sessions ranked by their highest event
-    // score, by average precision (the log loss is kept for the report's curve).
+    // score, by average precision (the log loss per tree stays on `Fitted` as a diagnostic).
     let sessions = SessionIndex::of(valid);
     let (mut best, mut best_at) = (f64::NEG_INFINITY, 0);
     for t in 0..p.trees {

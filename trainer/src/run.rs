@@ -112,8 +112,6 @@ fn new_version(registry: &Path) -> String {
     v
 }
 
-/// Trains once and records the run (whatever its outcome) in the registry's trainer status,
-/// which the scorer exports as metrics.
 impl TrainArgs {
     /// The command line's defaults (and environment), for `lake` and `registry`: what a test
     /// or a tool starts from before it overrides a setting.
@@ -128,6 +126,8 @@ impl TrainArgs {
     }
 }
 
+/// Trains once and records the run (whatever its outcome) in the registry's trainer status,
+/// which the scorer exports as metrics.
 pub fn train(args: &TrainArgs) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let result = train_once(args);
